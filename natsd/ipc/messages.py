@@ -1,0 +1,227 @@
+"""Every message that crosses a natsd process boundary.
+
+Theory of operation
+-------------------
+The supervisor talks to each worker over one ``SOCK_SEQPACKET`` Unix socket
+pair (the *control channel*). SEQPACKET keeps message boundaries, so each
+datagram is exactly one msgpack-encoded :data:`Control` value; a hand-off also
+carries the client's file descriptor as ``SCM_RIGHTS`` ancillary data.
+
+All structs are ``frozen``, ``kw_only`` and tagged, grouped into one union per
+direction. Following msgspec's schema-evolution rules, fields are only ever
+appended and new ones carry defaults, so a worker and a supervisor of
+neighbouring versions still understand each other; :class:`Hello` carries
+``PROTOCOL_VERSION`` and the worker refuses to boot on a mismatch.
+
+Secrets never cross this boundary: the supervisor authenticates, and the
+worker only receives the *result* (account, display name, permissions,
+limits) plus a digest of the credentials so it can refuse a second CONNECT
+that tries to switch identity.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from natsd.config.schema import Permissions
+
+PROTOCOL_VERSION = 1
+
+# A SEQPACKET datagram must fit in the socket buffer; cap the replayed bytes.
+MAX_PENDING_HANDOFF = 64 * 1024
+
+
+class _Msg(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    pass
+
+
+class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """The secret-free subset of Options a worker runs on."""
+
+    worker_id: int
+    server_id: str
+    server_name: str
+    version: str
+    natsd_version: str
+    host: str
+    port: int
+    max_payload: int
+    max_control_line: int
+    max_pending: int
+    max_subscriptions: int
+    max_sub_tokens: int
+    ping_interval: float
+    ping_max: int
+    write_deadline: float
+    headers: bool
+    system_account: str
+    debug: bool = False
+    trace: bool = False
+    logtime: bool = True
+    log_file: str | None = None
+    lame_duck_duration: float = 120.0
+    lame_duck_grace_period: float = 10.0
+    # INFO fields shared by every client (server_id, version, ...); the worker
+    # adds client_id/client_ip and re-sends it after the first PING.
+    info: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class ConnectInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """The non-secret CONNECT options the worker applies."""
+
+    verbose: bool = True
+    pedantic: bool = True
+    echo: bool = True
+    headers: bool = False
+    no_responders: bool = False
+    protocol: int = 0
+    tls_required: bool = False
+    name: str | None = None
+    lang: str | None = None
+    version: str | None = None
+
+
+# --- supervisor -> worker -------------------------------------------------
+
+
+class Hello(_Msg, kw_only=True):
+    protocol_version: int = PROTOCOL_VERSION
+    config: WorkerConfig
+
+
+class HandOff(_Msg, kw_only=True):
+    """Adopt the attached socket as an authenticated client.
+
+    ``connected`` is false when the client's first op was not CONNECT (auth
+    not required, or ``no_auth_user``): the worker then applies CONNECT
+    defaults and treats a later CONNECT as the first one.
+    """
+
+    client_id: int
+    account: str
+    user: str | None = None
+    permissions: Permissions | None = None
+    connect: ConnectInfo = msgspec.field(default_factory=ConnectInfo)
+    connected: bool = True
+    auth_required: bool = False
+    auth_digest: bytes = b""
+    pending: bytes = b""
+    host: str = ""
+    port: int = 0
+    start: float = 0.0
+    tls: bool = False
+    tls_version: str | None = None
+    tls_cipher: str | None = None
+    expires: float | None = None
+    max_subscriptions: int = -1
+    max_payload: int = -1
+    is_system: bool = False
+    kind: str = "Client"
+
+
+class Shutdown(_Msg, kw_only=True):
+    reason: str = "Server Shutdown"
+
+
+class LameDuck(_Msg, kw_only=True):
+    duration: float
+    grace: float
+    info: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class StatsRequest(_Msg, kw_only=True):
+    request_id: int
+
+
+class Disconnect(_Msg, kw_only=True):
+    """Close connections matching a predicate (reload, revocation)."""
+
+    account: str | None = None
+    user: str | None = None
+    client_id: int | None = None
+    error: str | None = None
+
+
+class UpdatePermissions(_Msg, kw_only=True):
+    """Reload: the permissions of a user changed; apply to live connections."""
+
+    account: str
+    user: str
+    permissions: Permissions | None = None
+
+
+SupervisorToWorker = Hello | HandOff | Shutdown | LameDuck | StatsRequest | Disconnect | UpdatePermissions
+
+
+# --- worker -> supervisor -------------------------------------------------
+
+
+class Ready(_Msg, kw_only=True):
+    worker_id: int
+    pid: int
+
+
+class ConnStats(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    cid: int
+    account: str
+    user: str | None
+    host: str
+    port: int
+    start: float
+    last_activity: float
+    in_msgs: int
+    out_msgs: int
+    in_bytes: int
+    out_bytes: int
+    subs: int
+    pending_bytes: int
+    name: str | None
+    lang: str | None
+    version: str | None
+    rtt: float
+    tls_version: str | None = None
+    tls_cipher: str | None = None
+    subjects: list[str] = msgspec.field(default_factory=list)
+
+
+class Stats(_Msg, kw_only=True):
+    request_id: int
+    worker_id: int
+    pid: int
+    accounts: list[str]
+    in_msgs: int
+    out_msgs: int
+    in_bytes: int
+    out_bytes: int
+    slow_consumers: int
+    subscriptions: int
+    connections: list[ConnStats]
+    closed: int = 0
+
+
+class ClientClosed(_Msg, kw_only=True):
+    """A client left; the supervisor keeps per-account connection counts."""
+
+    client_id: int
+    account: str
+
+
+WorkerToSupervisor = Ready | Stats | ClientClosed
+
+_enc = msgspec.msgpack.Encoder()
+_dec_to_worker = msgspec.msgpack.Decoder(SupervisorToWorker)
+_dec_to_sup = msgspec.msgpack.Decoder(WorkerToSupervisor)
+
+
+def encode(msg: _Msg) -> bytes:
+    return _enc.encode(msg)
+
+
+def decode_for_worker(data: bytes) -> SupervisorToWorker:
+    return _dec_to_worker.decode(data)
+
+
+def decode_for_supervisor(data: bytes) -> WorkerToSupervisor:
+    return _dec_to_sup.decode(data)

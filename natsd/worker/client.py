@@ -1,0 +1,472 @@
+"""The asyncio glue for one client connection inside a worker.
+
+Theory of operation
+-------------------
+The supervisor already sent INFO, read CONNECT and authenticated; the
+worker adopts the socket with the :class:`~natsd.ipc.messages.HandOff`
+record. ``connection_made`` first acknowledges that CONNECT (``+OK`` when
+verbose), then replays every byte the supervisor read after it, so the byte
+order a client pipelined is preserved exactly.
+
+From then on ``data_received`` feeds the sans-IO :class:`Parser`, dispatches
+the ops it returns synchronously (no await per message) and lets the worker
+flush every touched connection once at the end of the batch. Deliveries are
+appended to the target's ``out`` bytearray; ``flush`` hands that bytearray to
+the transport and starts a fresh one (uvloop may keep a view of a buffer it
+could not send at once, so a handed-over buffer is never mutated again).
+
+Slow consumers: when a connection's transport holds more than
+``max_pending`` unsent bytes after a flush, it is closed without ``-ERR``
+(as nats-server does) and counted.
+
+Keep-alive: the server sends PING after ``ping_interval`` (the first after
+two seconds, for RTT) unless the client was active, and closes with
+``Stale Connection`` once more than ``ping_max`` PINGs are unanswered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from natsd.auth.authenticate import credential_digest
+from natsd.auth.permissions import CompiledPermissions, reserved_publish, reserved_reply
+from natsd.ipc.messages import HandOff
+from natsd.proto import errors as E
+from natsd.proto.connect import parse_connect, validate_connect
+from natsd.proto.errors import ClosedReason, ProtocolError
+from natsd.proto.parser import (
+    OP_CLIENT_ERR,
+    OP_CONNECT,
+    OP_ERROR,
+    OP_HPUB,
+    OP_PING,
+    OP_PONG,
+    OP_PUB,
+    OP_SUB,
+    OP_UNSUB,
+    Parser,
+)
+from natsd.proto.writer import info_line, no_responders_hmsg
+from natsd.subjects.tokens import num_tokens, valid_literal_subject, valid_queue, valid_subject
+
+if TYPE_CHECKING:
+    from natsd.worker.account import Account
+    from natsd.worker.server import Worker
+
+log = logging.getLogger("natsd.client")
+
+OK = b"+OK\r\n"
+PING = b"PING\r\n"
+PONG = b"PONG\r\n"
+CRLF = b"\r\n"
+FIRST_PING_DELAY = 2.0
+
+
+class Sub:
+    """A subscription; the sublist compares these by identity."""
+
+    __slots__ = ("client", "delivered", "filtered", "max_msgs", "queue", "sid", "subject")
+
+    def __init__(self, client: Client, subject: bytes, queue: bytes | None, sid: bytes) -> None:
+        self.client = client
+        self.subject = subject
+        self.queue = queue
+        self.sid = sid
+        self.max_msgs = 0
+        self.delivered = 0
+        self.filtered = False
+
+
+class Client(asyncio.Protocol):
+    def __init__(self, worker: Worker, h: HandOff, account: Account) -> None:
+        cfg = worker.config
+        self.worker = worker
+        self.cid = h.client_id
+        self.account = account
+        self.user = h.user
+        self.host = h.host
+        self.port = h.port
+        self.tls_version = h.tls_version
+        self.tls_cipher = h.tls_cipher
+        self.start = h.start or time.time()
+        self.last_activity = self.start
+        self.auth_required = h.auth_required
+        self.auth_digest = h.auth_digest
+        self.is_system = h.is_system
+        self.connected = h.connected
+        c = h.connect
+        self.verbose = c.verbose
+        self.pedantic = c.pedantic
+        self.echo = c.echo
+        self.headers = c.headers and cfg.headers
+        self.no_responders = c.no_responders
+        self.protocol = c.protocol
+        self.name = c.name
+        self.lang = c.lang
+        self.version = c.version
+        self.perms = CompiledPermissions.build(h.permissions)
+        max_payload = cfg.max_payload
+        if h.max_payload >= 0:
+            max_payload = min(max_payload, h.max_payload)
+        self.max_payload = max_payload
+        self.max_subs = cfg.max_subscriptions
+        if h.max_subscriptions >= 0 and (self.max_subs <= 0 or h.max_subscriptions < self.max_subs):
+            self.max_subs = h.max_subscriptions
+        self.parser = Parser(cfg.max_control_line, cfg.max_payload, cfg.headers)
+        self.pending = h.pending
+        self.expires = h.expires
+        self.subs: dict[bytes, Sub] = {}
+        self.out = bytearray()
+        self.dirty = False
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.close_reason: ClosedReason | None = None
+        self.in_msgs = 0
+        self.in_bytes = 0
+        self.out_msgs = 0
+        self.out_bytes = 0
+        self.pings_out = 0
+        self.ping_sent_at = 0.0
+        self.rtt = 0.0
+        self.first_pong_info = True
+        self._timer: asyncio.TimerHandle | None = None
+        self._expiry: asyncio.TimerHandle | None = None
+
+    # -- lifecycle -------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        loop = self.worker.loop
+        self._timer = loop.call_later(min(FIRST_PING_DELAY, self.worker.config.ping_interval), self._ping_tick)
+        if self.expires is not None:
+            self._expiry = loop.call_later(max(0.0, self.expires - time.time()), self._expired)
+        if self.connected and self.verbose:
+            self.out += OK
+            self._mark_dirty()
+        pending, self.pending = self.pending, b""
+        if pending:
+            self.data_received(pending)
+        else:
+            self.worker.flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed:
+            self._teardown(ClosedReason.ReadError if exc else ClosedReason.ClientClosed)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def close(self, reason: ClosedReason, err: bytes | None = None) -> None:
+        """Close after flushing what is queued (and ``err`` if given)."""
+        if self.closed:
+            return
+        if err:
+            self.out += err
+        if self.out and self.transport is not None:
+            self.transport.write(bytes(self.out))
+            self.out = bytearray()
+        self._teardown(reason)
+        if self.transport is not None:
+            self.transport.close()
+
+    def _teardown(self, reason: ClosedReason) -> None:
+        self.closed = True
+        self.close_reason = reason
+        for t in (self._timer, self._expiry):
+            if t is not None:
+                t.cancel()
+        sl = self.account.sublist
+        for sub in self.subs.values():
+            sl.remove(sub)
+        self.subs.clear()
+        self.worker.client_closed(self, reason)
+
+    # -- reading ---------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.last_activity = time.time()
+        try:
+            ops = self.parser.feed(data)
+        except ProtocolError as e:  # pragma: no cover - the parser reports errors as ops
+            ops = [(OP_ERROR, e)]
+        for op in ops:
+            kind = op[0]
+            if kind == OP_PUB:
+                self._pub(op[1], op[2], -1, op[3])
+            elif kind == OP_HPUB:
+                self._pub(op[1], op[2], op[3], op[4])
+            elif kind == OP_SUB:
+                self._sub(op[1], op[2], op[3])
+            elif kind == OP_UNSUB:
+                self._unsub(op[1], op[2])
+            elif kind == OP_PING:
+                self._ping()
+            elif kind == OP_PONG:
+                self._pong()
+            elif kind == OP_CONNECT:
+                self._connect(op[1])
+            elif kind == OP_CLIENT_ERR:
+                self.close(ClosedReason.ClientClosed)
+            elif kind == OP_ERROR:
+                err = op[1]
+                self._protocol_error(err)
+            if self.closed:
+                break
+        self.worker.flush()
+
+    def _protocol_error(self, err: ProtocolError) -> None:
+        wire = err.wire() if err.text else None
+        if err.close:
+            reason = _reason_for(err.text)
+            log.debug("cid:%d - protocol error: %s", self.cid, err.text or "parse error")
+            self.close(reason, wire)
+        elif wire:
+            self.out += wire
+            self._mark_dirty()
+
+    def _send_err(self, wire: bytes) -> None:
+        self.out += wire
+        self._mark_dirty()
+
+    # -- ops -------------------------------------------------------------
+    def _pub(self, subject: bytes, reply: bytes | None, hdr_len: int, data: bytes) -> None:
+        self.in_msgs += 1
+        self.in_bytes += len(data)
+        if len(data) > self.max_payload:
+            self.close(ClosedReason.MaxPayloadExceeded, ProtocolError(E.ERR_MAX_PAYLOAD, True).wire())
+            return
+        if hdr_len >= 0 and not self.headers:
+            # HPUB from a client that did not negotiate headers.
+            self.close(ClosedReason.ProtocolViolation, ProtocolError(E.ERR_UNKNOWN_OP, True).wire())
+            return
+        if self.pedantic and not valid_literal_subject(subject):
+            self._send_err(ProtocolError(E.ERR_INVALID_PUB_SUBJECT, False).wire())
+            return
+        perms = self.perms
+        if perms is not None and not perms.can_publish(subject, time.monotonic()):
+            self._send_err(E.pub_violation(subject))
+            return
+        if reserved_publish(subject, self.is_system):
+            self._send_err(E.pub_violation(subject))
+            return
+        if reply is not None and reserved_reply(reply):
+            self._send_err(E.pub_reply_violation(reply))
+            return
+        acc = self.account
+        acc.in_msgs += 1
+        acc.in_bytes += len(data)
+        n = acc.route(self, subject, reply, hdr_len, data) if valid_literal_subject(subject) else 0
+        if n == 0 and reply is not None and self.no_responders:
+            self._no_responders(subject, reply)
+        if self.verbose:
+            self.out += OK
+            self._mark_dirty()
+
+    def _no_responders(self, subject: bytes, reply: bytes) -> None:
+        for sub in self.account.sublist.match(reply).psubs:
+            if sub.client is self:
+                self.out += no_responders_hmsg(reply, sub.sid, subject)
+                self._mark_dirty()
+                return
+
+    def _sub(self, subject: bytes, queue: bytes | None, sid: bytes) -> None:
+        if not valid_subject(subject) or (queue is not None and not valid_queue(queue)):
+            self._send_err(ProtocolError(E.ERR_INVALID_SUBJECT, False).wire())
+            return
+        perms = self.perms
+        if (perms is not None and not perms.can_subscribe(subject, queue)) or queue == b"_sys_":
+            self._send_err(E.sub_violation(subject, queue))
+            return
+        max_tokens = self.worker.config.max_sub_tokens
+        if max_tokens > 0 and num_tokens(subject) > max_tokens:
+            self._send_err(E.sub_tokens_violation(subject))
+            return
+        if sid in self.subs:
+            if self.verbose:
+                self.out += OK
+                self._mark_dirty()
+            return
+        if self.max_subs > 0 and len(self.subs) >= self.max_subs:
+            self._send_err(ProtocolError(E.ERR_MAX_SUBS, False).wire())
+            return
+        sub = Sub(self, subject, queue, sid)
+        if perms is not None:
+            sub.filtered = perms.needs_delivery_filter(subject, queue)
+        self.subs[sid] = sub
+        self.account.sublist.insert(sub)
+        if self.verbose:
+            self.out += OK
+            self._mark_dirty()
+
+    def _unsub(self, sid: bytes, max_msgs: int | None) -> None:
+        sub = self.subs.get(sid)
+        if sub is not None:
+            if max_msgs is not None and max_msgs > 0 and max_msgs > sub.delivered:
+                sub.max_msgs = max_msgs
+            else:
+                self._remove_sub(sub)
+        if self.verbose:
+            self.out += OK
+            self._mark_dirty()
+
+    def _remove_sub(self, sub: Sub) -> None:
+        if self.subs.get(sub.sid) is sub:
+            del self.subs[sub.sid]
+            self.account.sublist.remove(sub)
+
+    def _ping(self) -> None:
+        self.out += PONG
+        if self.first_pong_info and self.protocol >= 1 and self.connected:
+            self.first_pong_info = False
+            self.out += self._connect_info()
+        self._mark_dirty()
+
+    def _connect_info(self) -> bytes:
+        info = dict(self.worker.config.info)
+        info["client_id"] = self.cid
+        info["client_ip"] = self.host
+        info["connect_info"] = True
+        info["remote_account"] = self.account.name
+        if self.is_system:
+            info["acc_is_sys"] = True
+        return info_line(info)
+
+    def _pong(self) -> None:
+        if self.pings_out:
+            if self.ping_sent_at:
+                self.rtt = time.monotonic() - self.ping_sent_at
+                self.ping_sent_at = 0.0
+            self.pings_out = 0
+
+    def _connect(self, raw: bytes) -> None:
+        try:
+            c = parse_connect(raw)
+        except ProtocolError as e:
+            self._protocol_error(e)
+            return
+        if getattr(c, "forbidden", False):
+            self.close(ClosedReason.AuthenticationViolation, ProtocolError(E.ERR_AUTH_VIOLATION, True).wire())
+            return
+        # The worker never sees secrets: it compares the digest of the
+        # credentials presented now with the ones the supervisor checked.
+        if self.auth_required and credential_digest(c) != self.auth_digest:
+            log.info("cid:%d - second CONNECT changes credentials: refused", self.cid)
+            self.close(ClosedReason.AuthenticationViolation, ProtocolError(E.ERR_AUTH_VIOLATION, True).wire())
+            return
+        err = validate_connect(c)
+        if err is not None:
+            self._protocol_error(err)
+            return
+        self.verbose = c.verbose
+        self.pedantic = c.pedantic
+        self.echo = c.echo
+        self.headers = c.headers and self.worker.config.headers
+        self.no_responders = c.no_responders
+        self.protocol = c.protocol
+        self.name = c.name
+        self.lang = c.lang
+        self.version = c.version
+        self.connected = True
+        if self.verbose:
+            self.out += OK
+            self._mark_dirty()
+
+    # -- delivery --------------------------------------------------------
+    def may_deliver(self, subject: bytes, queue: bytes | None) -> bool:
+        perms = self.perms
+        return perms is None or perms.can_deliver(subject, queue)
+
+    def deliver(self, sub: Sub, subject: bytes, reply: bytes | None, hdr_len: int, data: bytes) -> None:
+        if self.closed:
+            return
+        out = self.out
+        rep = b" " + reply if reply is not None else b""
+        if hdr_len < 0:
+            out += b"MSG %s %s%s %d\r\n" % (subject, sub.sid, rep, len(data))
+            out += data
+        elif self.headers:
+            out += b"HMSG %s %s%s %d %d\r\n" % (subject, sub.sid, rep, hdr_len, len(data))
+            out += data
+        else:
+            out += b"MSG %s %s%s %d\r\n" % (subject, sub.sid, rep, len(data) - hdr_len)
+            out += data[hdr_len:]
+        out += CRLF
+        self.out_msgs += 1
+        self.out_bytes += len(data)
+        if not self.dirty:
+            self.dirty = True
+            self.worker.dirty.append(self)
+        if reply is not None and self.perms is not None and self.perms.responses_enabled:
+            self.perms.track_reply(reply, time.monotonic())
+        if sub.max_msgs:
+            sub.delivered += 1
+            if sub.delivered >= sub.max_msgs:
+                self._remove_sub(sub)
+        else:
+            sub.delivered += 1
+
+    def _mark_dirty(self) -> None:
+        if not self.dirty:
+            self.dirty = True
+            self.worker.dirty.append(self)
+
+    def flush(self) -> None:
+        self.dirty = False
+        if self.closed or not self.out:
+            return
+        t = self.transport
+        if t is None:
+            return
+        buf = self.out
+        self.out = bytearray()
+        t.write(buf)
+        if t.get_write_buffer_size() > self.worker.config.max_pending:
+            self.worker.slow_consumers += 1
+            log.info("cid:%d - Slow Consumer Detected: MaxPending of %d Exceeded", self.cid, self.worker.config.max_pending)
+            self._teardown(ClosedReason.SlowConsumerPendingBytes)
+            t.abort()
+
+    def pending_bytes(self) -> int:
+        t = self.transport
+        return len(self.out) + (t.get_write_buffer_size() if t is not None and not self.closed else 0)
+
+    # -- timers ----------------------------------------------------------
+    def _ping_tick(self) -> None:
+        if self.closed:
+            return
+        cfg = self.worker.config
+        if self.pings_out + 1 > cfg.ping_max:
+            self.close(ClosedReason.StaleConnection, ProtocolError(E.ERR_STALE, True).wire())
+            self.worker.flush()
+            return
+        self.pings_out += 1
+        self.ping_sent_at = time.monotonic()
+        self.out += PING
+        self._mark_dirty()
+        self.worker.flush()
+        self._timer = self.worker.loop.call_later(cfg.ping_interval, self._ping_tick)
+
+    def _expired(self) -> None:
+        self.close(ClosedReason.AuthenticationExpired, ProtocolError(E.ERR_AUTH_EXPIRED, True).wire())
+
+    def send_info(self, info: dict[str, object]) -> None:
+        if not self.closed:
+            self.out += info_line(info)
+            self._mark_dirty()
+
+
+def _reason_for(text: str | None) -> ClosedReason:
+    if text == E.ERR_MAX_PAYLOAD:
+        return ClosedReason.MaxPayloadExceeded
+    if text == E.ERR_MAX_CONTROL_LINE:
+        return ClosedReason.MaxControlLineExceeded
+    if text == E.ERR_INVALID_PROTOCOL:
+        return ClosedReason.BadClientProtocolVersion
+    if text == E.ERR_NO_RESPONDERS_HEADERS:
+        return ClosedReason.NoRespondersRequiresHeaders
+    if text == E.ERR_AUTH_VIOLATION:
+        return ClosedReason.AuthenticationViolation
+    return ClosedReason.ProtocolViolation

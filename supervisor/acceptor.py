@@ -1,0 +1,234 @@
+"""From accept() to hand-off: INFO, CONNECT, authentication.
+
+Theory of operation
+-------------------
+Each accepted socket gets its own short-lived coroutine, so one slow or
+stalled client never blocks another. The steps mirror nats-server:
+
+1. over ``max_connections``: ``-ERR 'maximum connections exceeded'``, close;
+2. send INFO (with a fresh ``nonce`` when nkeys or JWTs are in use);
+3. when authentication is not enforced, hand the socket to the worker of
+   ``$G`` at once: the worker parses everything, CONNECT included, and the
+   supervisor never sees a client byte;
+4. otherwise read the first control line under the auth timeout, bounded by
+   ``max_control_line``. A CONNECT is decoded and authenticated; any other
+   first op is ``Authorization Violation`` unless ``no_auth_user`` binds the
+   client as if an empty CONNECT had arrived;
+5. on success, the :class:`HandOff` (account, user, permissions, connect
+   options, credential digest, every byte read after CONNECT) goes to the
+   account's worker with the descriptor attached. Nothing reaches a worker
+   before authentication has succeeded.
+
+The supervisor only ever *reads up to* the end of the CONNECT line; whatever
+the client pipelined after it travels in ``HandOff.pending``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from natsd.auth.authenticate import AuthFail, AuthOk, ClientInfo, authenticate, credential_digest
+from natsd.config.schema import GLOBAL_ACCOUNT
+from natsd.ipc import messages as M
+from natsd.proto import errors as E
+from natsd.proto.connect import parse_connect, validate_connect
+from natsd.proto.errors import ProtocolError
+from natsd.proto.writer import info_line
+from supervisor.info import new_nonce
+
+if TYPE_CHECKING:
+    from supervisor.server import Supervisor
+
+log = logging.getLogger("natsd.acceptor")
+
+READ_CHUNK = 65536
+
+
+@dataclass(frozen=True)
+class _Empty:
+    """An empty CONNECT, for clients bound by ``no_auth_user``."""
+
+    user: str | None = None
+    password: str | None = None
+    auth_token: str | None = None
+    nkey: str | None = None
+    sig: str | None = None
+    jwt: str | None = None
+    forbidden: bool = False
+
+
+def _err(text: str) -> bytes:
+    return ProtocolError(text, True).wire()
+
+
+class Handshake:
+    """One client's pre-authentication phase."""
+
+    def __init__(self, sup: Supervisor, sock: socket.socket, addr: tuple[str, int], cid: int) -> None:
+        self.sup = sup
+        self.sock = sock
+        self.host = str(addr[0]) if addr else ""
+        self.port = int(addr[1]) if addr and len(addr) > 1 else 0
+        self.cid = cid
+        self.loop = sup.loop
+
+    async def run(self) -> None:
+        try:
+            await self._run()
+        except (ConnectionError, OSError) as e:
+            log.debug("cid:%d - %s:%d - connection error before hand-off: %s", self.cid, self.host, self.port, e)
+            self._close()
+
+    async def _send(self, data: bytes) -> None:
+        await self.loop.sock_sendall(self.sock, data)
+
+    def _close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    async def _refuse(self, text: str, reason: str) -> None:
+        log.info("%s:%d - cid:%d - %s: %s", self.host, self.port, self.cid, text, reason)
+        self.sup.stats_auth_failures += 1
+        try:
+            await asyncio.wait_for(self._send(_err(text)), 1.0)
+        except (OSError, asyncio.TimeoutError):
+            pass
+        self._close()
+
+    async def _run(self) -> None:
+        sup = self.sup
+        opts = sup.opts
+        if sup.active_connections() >= opts.max_connections:
+            await self._refuse(E.ERR_MAX_CONNS, "server connection limit reached")
+            return
+        cfg = sup.auth
+        nonce = new_nonce() if cfg.nonce_required else None
+        info = dict(sup.info)
+        info["client_id"] = self.cid
+        info["client_ip"] = self.host
+        if nonce is not None:
+            info["nonce"] = nonce
+        await self._send(info_line(info))
+        if not cfg.enforced:
+            self._hand_off(GLOBAL_ACCOUNT, None, None, M.ConnectInfo(), connected=False, pending=b"", digest=b"")
+            return
+        timeout = sup.auth_timeout
+        deadline = self.loop.time() + timeout
+        buf = bytearray()
+        limit = opts.max_control_line
+        while True:
+            nl = buf.find(b"\n")
+            if nl >= 0:
+                break
+            if len(buf) > limit:
+                await self._refuse(E.ERR_MAX_CONTROL_LINE, "control line before CONNECT too long")
+                return
+            remaining = deadline - self.loop.time()
+            if remaining <= 0:
+                await self._refuse(E.ERR_AUTH_TIMEOUT, "no CONNECT within auth timeout")
+                return
+            try:
+                data = await asyncio.wait_for(self.loop.sock_recv(self.sock, READ_CHUNK), remaining)
+            except asyncio.TimeoutError:
+                await self._refuse(E.ERR_AUTH_TIMEOUT, "no CONNECT within auth timeout")
+                return
+            if not data:
+                log.debug("cid:%d - client closed before CONNECT", self.cid)
+                self._close()
+                return
+            buf += data
+        line = bytes(buf[:nl])
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if len(line) > limit:
+            await self._refuse(E.ERR_MAX_CONTROL_LINE, "control line before CONNECT too long")
+            return
+        rest = bytes(buf[nl + 1 :])
+        head = line.lstrip()
+        if head[:7].upper() == b"CONNECT" and (len(head) == 7 or head[7:8] in (b" ", b"\t")):
+            await self._connect(head[8:].strip(), rest, nonce)
+            return
+        # Any other first op: only a no_auth_user may proceed (telnet-friendly).
+        if cfg.no_auth_fast_path():
+            result = authenticate(_Empty(), self._client_info(nonce), cfg, time.time())
+            if isinstance(result, AuthOk):
+                self._hand_off_ok(result, M.ConnectInfo(), connected=False, pending=bytes(buf), digest=result.auth_digest)
+                return
+        await self._refuse(E.ERR_AUTH_VIOLATION, "operation before CONNECT")
+
+    def _client_info(self, nonce: str | None) -> ClientInfo:
+        return ClientInfo(host=self.host, port=self.port, nonce=nonce)
+
+    async def _connect(self, raw: bytes, rest: bytes, nonce: str | None) -> None:
+        try:
+            c = parse_connect(raw)
+        except ProtocolError as e:
+            await self._refuse(e.text or E.ERR_UNKNOWN_OP, "malformed CONNECT")
+            return
+        if c.forbidden:
+            await self._refuse(E.ERR_AUTH_VIOLATION, "CONNECT carries forbidden account fields")
+            return
+        result = authenticate(c, self._client_info(nonce), self.sup.auth, time.time())
+        if isinstance(result, AuthFail):
+            await self._refuse(result.wire_text, result.reason)
+            return
+        err = validate_connect(c)
+        if err is not None:
+            await self._refuse(err.text or E.ERR_UNKNOWN_OP, "invalid CONNECT options")
+            return
+        ci = M.ConnectInfo(
+            verbose=c.verbose,
+            pedantic=c.pedantic,
+            echo=c.echo,
+            headers=c.headers,
+            no_responders=c.no_responders,
+            protocol=c.protocol,
+            tls_required=c.tls_required,
+            name=c.name,
+            lang=c.lang,
+            version=c.version,
+        )
+        self._hand_off_ok(result, ci, connected=True, pending=rest, digest=credential_digest(c))
+
+    def _hand_off_ok(self, ok: AuthOk, ci: M.ConnectInfo, *, connected: bool, pending: bytes, digest: bytes) -> None:
+        self.sup.account_connected(ok.account)
+        self._hand_off(ok.account, ok, ok.user, ci, connected=connected, pending=pending, digest=digest)
+
+    def _hand_off(
+        self,
+        account: str,
+        ok: AuthOk | None,
+        user: str | None,
+        ci: M.ConnectInfo,
+        *,
+        connected: bool,
+        pending: bytes,
+        digest: bytes,
+    ) -> None:
+        sup = self.sup
+        h = M.HandOff(
+            client_id=self.cid,
+            account=account,
+            user=user,
+            permissions=ok.permissions if ok else None,
+            connect=ci,
+            connected=connected,
+            auth_required=sup.auth.enforced,
+            auth_digest=digest,
+            pending=pending,
+            host=self.host,
+            port=self.port,
+            start=time.time(),
+            expires=ok.expires if ok else None,
+            max_subscriptions=ok.max_subscriptions if ok else -1,
+            max_payload=ok.max_payload if ok else -1,
+            is_system=ok.is_system if ok else False,
+        )
+        sup.hand_off(h, self.sock)

@@ -1,0 +1,308 @@
+"""The supervisor process: listener, authentication, workers, signals.
+
+Theory of operation
+-------------------
+The supervisor is the only process that holds secrets (passwords, TLS keys,
+JWT trust). It binds the client listener, spawns the workers through the
+:class:`Arbiter`, accepts connections and runs each one's pre-auth phase
+(:mod:`supervisor.acceptor`), then passes the authenticated socket to the
+worker that owns the client's account.
+
+Signal handlers only enqueue; :meth:`Supervisor.run` takes them off the
+queue one at a time (SIGTERM/SIGINT stop, SIGHUP reload, SIGUSR1 reopen the
+log, SIGUSR2 lame duck), so no handler ever runs inside another's state
+change (gunicorn's lesson).
+
+Shutdown: stop accepting, tell workers to close their clients (they flush
+what is queued), wait for them, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from natsd import __version__
+from natsd import log as natslog
+from natsd.auth.authenticate import AuthConfig
+from natsd.config.schema import Options, Permissions
+from natsd.ipc import messages as M
+from supervisor.acceptor import Handshake
+from supervisor.arbiter import Arbiter, HaltServer, WorkerSlot
+from supervisor.info import COMPAT_VERSION, base_info, new_server_id
+from supervisor.sharding import worker_for
+
+log = logging.getLogger("natsd")
+
+
+@dataclass
+class ClientEntry:
+    """What the supervisor remembers of a handed-off client (no secrets)."""
+
+    worker: int
+    account: str
+    user: str | None
+    permissions: Permissions | None
+
+
+class Supervisor:
+    def __init__(self, opts: Options, loop: asyncio.AbstractEventLoop, argv: list[str] | None = None) -> None:
+        self.opts = opts
+        self.loop = loop
+        self.argv = argv or []
+        self.server_id = new_server_id()
+        self.auth = AuthConfig.from_options(opts)
+        self.workers = opts.workers or os.cpu_count() or 1
+        self.cids = itertools.count(1)
+        self.signals: asyncio.Queue[str] = asyncio.Queue()
+        self.listener: socket.socket | None = None
+        self.port = opts.port
+        self.info: dict[str, Any] = {}
+        self.start_time = time.time()
+        self.stats_auth_failures = 0
+        self.total_connections = 0
+        self.account_conns: dict[str, int] = {}
+        self.clients: dict[int, ClientEntry] = {}
+        self.halted: HaltServer | None = None
+        self.lame_duck = False
+        self._handshakes: set[asyncio.Task[None]] = set()
+        self.arbiter = Arbiter(loop, self.workers, self._worker_config, self._worker_message, self._halt)
+
+    # -- configuration ---------------------------------------------------
+    @property
+    def auth_timeout(self) -> float:
+        t = self.opts.authorization.timeout
+        if t is not None:
+            return t
+        if self.opts.tls is not None:
+            return self.opts.tls.timeout + 1.0
+        return 2.0
+
+    def _worker_config(self, index: int) -> M.WorkerConfig:
+        o = self.opts
+        return M.WorkerConfig(
+            worker_id=index,
+            server_id=self.server_id,
+            server_name=o.server_name or self.server_id,
+            version=COMPAT_VERSION,
+            natsd_version=__version__,
+            host=o.host,
+            port=self.port,
+            max_payload=o.max_payload,
+            max_control_line=o.max_control_line,
+            max_pending=o.max_pending,
+            max_subscriptions=o.max_subscriptions,
+            max_sub_tokens=o.max_sub_tokens,
+            ping_interval=o.ping_interval,
+            ping_max=o.ping_max,
+            write_deadline=o.write_deadline,
+            headers=not o.no_header_support,
+            system_account=o.system_account,
+            debug=o.debug,
+            trace=o.trace,
+            logtime=o.logtime,
+            log_file=o.log_file,
+            lame_duck_duration=o.lame_duck_duration,
+            lame_duck_grace_period=o.lame_duck_grace_period,
+            info=self.info,
+        )
+
+    # -- listener --------------------------------------------------------
+    def _bind(self) -> None:
+        host = self.opts.host
+        port = 0 if self.opts.port == -1 else self.opts.port
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, port))
+        s.listen(1024)
+        s.setblocking(False)
+        self.listener = s
+        self.port = s.getsockname()[1]
+        self.info = base_info(self.opts, self.server_id, auth_required=self.auth.auth_required, port=self.port)
+
+    def _on_accept(self) -> None:
+        assert self.listener is not None
+        for _ in range(128):
+            try:
+                sock, addr = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                # EMFILE and friends: log and keep serving the ones we have.
+                log.error("accept error: %s", e)
+                return
+            sock.setblocking(False)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+            self.total_connections += 1
+            task = self.loop.create_task(Handshake(self, sock, addr, next(self.cids)).run())
+            self._handshakes.add(task)
+            task.add_done_callback(self._handshakes.discard)
+
+    # -- hand-off --------------------------------------------------------
+    def active_connections(self) -> int:
+        return len(self.clients) + len(self._handshakes) - 1
+
+    def account_connected(self, account: str) -> None:
+        self.account_conns[account] = self.account_conns.get(account, 0) + 1
+
+    def hand_off(self, h: M.HandOff, sock: socket.socket) -> None:
+        index = worker_for(h.account, self.workers)
+        fd = sock.detach()
+        if not self.arbiter.send(index, h, fd):
+            log.error("cid:%d - worker %d unavailable; closing client", h.client_id, index)
+            self._client_gone(h.client_id)
+            return
+        self.clients[h.client_id] = ClientEntry(index, h.account, h.user, h.permissions)
+        self.arbiter.slots[index].clients.add(h.client_id)
+        log.debug("cid:%d - handed to worker %d (account %s)", h.client_id, index, h.account)
+
+    def _client_gone(self, cid: int) -> None:
+        entry = self.clients.pop(cid, None)
+        if entry is not None:
+            acc = entry.account
+            n = self.account_conns.get(acc, 0) - 1
+            if n > 0:
+                self.account_conns[acc] = n
+            else:
+                self.account_conns.pop(acc, None)
+
+    def _worker_message(self, slot: WorkerSlot, msg: M.WorkerToSupervisor) -> None:
+        if isinstance(msg, M.ClientClosed):
+            self._client_gone(msg.client_id)
+        elif isinstance(msg, M.Ready):
+            log.debug("worker %d ready (pid %d)", msg.worker_id, msg.pid)
+            self._forget_dead_clients()
+
+    def _forget_dead_clients(self) -> None:
+        live = set()
+        for slot in self.arbiter.slots:
+            live |= slot.clients
+        for cid in [c for c in self.clients if c not in live]:
+            self._client_gone(cid)
+
+    def _halt(self, h: HaltServer) -> None:
+        self.halted = h
+        self.signals.put_nowait("halt")
+
+    # -- signals ---------------------------------------------------------
+    def _install_signals(self) -> None:
+        names = {
+            signal.SIGTERM: "term",
+            signal.SIGINT: "int",
+            signal.SIGHUP: "hup",
+            signal.SIGUSR1: "usr1",
+            signal.SIGUSR2: "usr2",
+        }
+        for sig, name in names.items():
+            self.loop.add_signal_handler(sig, self.signals.put_nowait, name)
+
+    async def run(self) -> int:
+        o = self.opts
+        log.info("Starting natsd (nats-server compatible %s)", COMPAT_VERSION)
+        log.info("  Version:  %s", __version__)
+        log.info("  Workers:  %d", self.workers)
+        log.info("  Name:     %s", o.server_name or self.server_id)
+        log.info("  ID:       %s", self.server_id)
+        if o.config_file:
+            log.info("Using configuration file: %s", o.config_file)
+        self._bind()
+        self.arbiter.start()
+        self._install_signals()
+        assert self.listener is not None
+        if o.pid_file:
+            with open(o.pid_file, "w") as f:
+                f.write(str(os.getpid()))
+        self.loop.add_reader(self.listener.fileno(), self._on_accept)
+        log.info("Listening for client connections on %s:%d", o.host, self.port)
+        log.info("Server is ready")
+        code = 0
+        while True:
+            sig = await self.signals.get()
+            if sig in ("term", "int"):
+                log.info("Trapped %s signal", "SIGTERM" if sig == "term" else "SIGINT")
+                break
+            if sig == "halt":
+                assert self.halted is not None
+                log.critical("%s", self.halted.reason)
+                code = self.halted.exit_code
+                break
+            if sig == "hup":
+                self.reload()
+            elif sig == "usr1":
+                natslog.reopen()
+                log.info("Reopened log file")
+            elif sig == "usr2":
+                await self.enter_lame_duck()
+                break
+        await self.shutdown()
+        return code
+
+    def reload(self) -> None:
+        from supervisor.reload import apply_reload
+
+        apply_reload(self)
+
+    async def enter_lame_duck(self) -> None:
+        o = self.opts
+        log.info("Entering lame duck mode, stop accepting new clients")
+        self.lame_duck = True
+        self._stop_accepting()
+        info = dict(self.info)
+        info["ldm"] = True
+        self.arbiter.broadcast(M.LameDuck(duration=o.lame_duck_duration, grace=o.lame_duck_grace_period, info=info))
+        deadline = time.monotonic() + o.lame_duck_duration + 1.0
+        while self.clients and time.monotonic() < deadline:
+            try:
+                sig = await asyncio.wait_for(self.signals.get(), 0.1)
+            except asyncio.TimeoutError:
+                continue
+            if sig in ("term", "int"):
+                break
+
+    def _stop_accepting(self) -> None:
+        if self.listener is not None:
+            try:
+                self.loop.remove_reader(self.listener.fileno())
+            except (ValueError, RuntimeError):
+                pass
+            self.listener.close()
+            self.listener = None
+
+    async def shutdown(self) -> None:
+        self._stop_accepting()
+        for t in list(self._handshakes):
+            t.cancel()
+        await self.arbiter.stop()
+        if self.opts.pid_file:
+            try:
+                os.unlink(self.opts.pid_file)
+            except OSError:
+                pass
+        log.info("Server Exiting..")
+
+
+def run(opts: Options, argv: list[str] | None = None) -> int:
+    import uvloop
+
+    natslog.setup(debug=opts.debug, trace=opts.trace, logtime=opts.logtime, log_file=opts.log_file)
+
+    async def amain() -> int:
+        sup = Supervisor(opts, asyncio.get_running_loop(), argv)
+        return await sup.run()
+
+    try:
+        return uvloop.run(amain())
+    except OSError as e:
+        log.critical("Error listening on port: %s:%d, %s", opts.host, opts.port, e.strerror or e)
+        return 1

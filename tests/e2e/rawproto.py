@@ -1,0 +1,87 @@
+"""A raw-socket NATS client for transcript tests.
+
+``transcript(port, script)`` connects, reads INFO, sends ``script`` and
+collects every line the server sends until all the script's PINGs were
+answered, the server closed the connection, or a timeout. The result is a
+list of lines with INFO bodies replaced by ``INFO`` and a final ``<closed>``
+marker when the server hung up, so transcripts from natsd and nats-server
+can be compared byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from typing import Any
+
+
+def read_info(sock: socket.socket) -> dict[str, Any]:
+    buf = b""
+    while b"\r\n" not in buf:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("closed before INFO")
+        buf += chunk
+    line, _ = buf.split(b"\r\n", 1)
+    assert line.startswith(b"INFO ")
+    info: dict[str, Any] = json.loads(line[5:])
+    return info
+
+
+def transcript(port: int, script: bytes, timeout: float = 3.0, settle: float = 0.0) -> list[str]:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        read_info(sock)
+        sock.sendall(script)
+        want = script.upper().count(b"PING\r\n")
+        deadline = time.monotonic() + timeout
+        buf = b""
+        closed = False
+        pongs = 0
+        while time.monotonic() < deadline:
+            if want and pongs >= want:
+                if settle <= 0:
+                    break
+                sock.settimeout(settle)
+                settle = 0.0
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            except ConnectionResetError:
+                closed = True
+                break
+            if not chunk:
+                closed = True
+                break
+            buf += chunk
+            pongs = buf.count(b"PONG\r\n")
+        lines = _lines(buf)
+        if closed:
+            lines.append("<closed>")
+        return lines
+    finally:
+        sock.close()
+
+
+def _lines(buf: bytes) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(buf):
+        j = buf.find(b"\r\n", i)
+        if j < 0:
+            out.append(buf[i:].decode("latin-1") + "<partial>")
+            break
+        line = buf[i:j]
+        i = j + 2
+        if line.startswith(b"INFO "):
+            out.append("INFO")
+            continue
+        out.append(line.decode("latin-1"))
+        parts = line.split(b" ")
+        if parts[0] in (b"MSG", b"HMSG"):
+            size = int(parts[-1])
+            out.append(buf[i : i + size].decode("latin-1"))
+            i += size + 2
+    return out
