@@ -139,6 +139,9 @@ def options_from(args: argparse.Namespace) -> Options:
     size = parse_size(args.size)
     if not 1 <= size <= MAX_PAYLOAD:
         raise SystemExit(f"--size must be 1 B..64 KB, got {args.size}")
+    if any(bad in args.subject for bad in ("MSG ", "PING", "-ERR", " ")):
+        raise SystemExit("--subject must not contain spaces, 'PING' or '-ERR' "
+                         "(subscribers count frames by those byte patterns)")
     tls = args.tls or args.scenario == "tls"
     ep = Endpoint(host=args.host, port=args.port, tls=tls, tls_ca=args.tls_ca,
                   tls_cert=args.tls_cert, tls_key=args.tls_key, tls_insecure=args.tls_insecure)

@@ -5,7 +5,7 @@ Two very different read paths exist on purpose:
 * Throughput subscribers never parse.  Every payload the generator publishes is
   made of ``x`` bytes and every subject is chosen by the generator, so the
   4-byte sequence ``MSG `` can only occur at the start of a ``MSG`` frame.
-  :class:`FrameCounter` counts those (and ``PING\\r\\n`` / ``-ERR``) with
+  :class:`FrameCounter` counts those (and ``PING`` / ``-ERR``) with
   ``bytearray.count`` over the receive buffer; the last few bytes of each read
   are carried in front of the next one so a pattern split across two reads is
   counted exactly once (the carry is shorter than any pattern, so nothing is
@@ -27,10 +27,12 @@ from dataclasses import dataclass
 CRLF = b"\r\n"
 MAX_PAYLOAD = 64 * 1024
 CHUNK_TARGET = 64 * 1024
-# Patterns FrameCounter looks for; CARRY must be shorter than the shortest of
-# them so an occurrence can never lie entirely inside the carried bytes.
+# Patterns FrameCounter looks for.  All are 4 bytes so that a carry of 3 both
+# catches every split occurrence and can never hold a whole one (no double
+# counting).  Subjects containing "MSG ", "PING" or "-ERR" would confuse it;
+# the generator picks its own subjects.
 _PAT_MSG = b"MSG "
-_PAT_PING = b"PING\r\n"
+_PAT_PING = b"PING"
 _PAT_ERR = b"-ERR"
 CARRY = 3
 

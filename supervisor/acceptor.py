@@ -38,6 +38,7 @@ from natsd.ipc import messages as M
 from natsd.proto import errors as E
 from natsd.proto.connect import parse_connect, validate_connect
 from natsd.proto.errors import ProtocolError
+from natsd.proto.parser import OP_CONNECT, OP_ERROR, Parser
 from natsd.proto.writer import info_line
 from supervisor.info import new_nonce
 
@@ -93,13 +94,16 @@ class Handshake:
         except OSError:
             pass
 
-    async def _refuse(self, text: str, reason: str) -> None:
-        log.info("%s:%d - cid:%d - %s: %s", self.host, self.port, self.cid, text, reason)
-        self.sup.stats_auth_failures += 1
-        try:
-            await asyncio.wait_for(self._send(_err(text)), 1.0)
-        except (OSError, asyncio.TimeoutError):
-            pass
+    async def _refuse(self, text: str | None, reason: str) -> None:
+        """Send ``-ERR 'text'`` (none when ``text`` is None, as nats-server) and close."""
+        log.info("%s:%d - cid:%d - %s: %s", self.host, self.port, self.cid, text or "closed", reason)
+        if text == E.ERR_AUTH_VIOLATION:
+            self.sup.stats_auth_failures += 1
+        if text is not None:
+            try:
+                await asyncio.wait_for(self._send(_err(text)), 1.0)
+            except (TimeoutError, OSError):
+                pass
         self._close()
 
     async def _run(self) -> None:
@@ -119,47 +123,41 @@ class Handshake:
         if not cfg.enforced:
             self._hand_off(GLOBAL_ACCOUNT, None, None, M.ConnectInfo(), connected=False, pending=b"", digest=b"")
             return
-        timeout = sup.auth_timeout
-        deadline = self.loop.time() + timeout
-        buf = bytearray()
-        limit = opts.max_control_line
+        deadline = self.loop.time() + sup.auth_timeout
+        parser = Parser(opts.max_control_line, opts.max_payload, not opts.no_header_support)
+        received = bytearray()
         while True:
-            nl = buf.find(b"\n")
-            if nl >= 0:
-                break
-            if len(buf) > limit:
-                await self._refuse(E.ERR_MAX_CONTROL_LINE, "control line before CONNECT too long")
-                return
             remaining = deadline - self.loop.time()
             if remaining <= 0:
                 await self._refuse(E.ERR_AUTH_TIMEOUT, "no CONNECT within auth timeout")
                 return
             try:
                 data = await asyncio.wait_for(self.loop.sock_recv(self.sock, READ_CHUNK), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await self._refuse(E.ERR_AUTH_TIMEOUT, "no CONNECT within auth timeout")
                 return
             if not data:
                 log.debug("cid:%d - client closed before CONNECT", self.cid)
                 self._close()
                 return
-            buf += data
-        line = bytes(buf[:nl])
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        if len(line) > limit:
-            await self._refuse(E.ERR_MAX_CONTROL_LINE, "control line before CONNECT too long")
+            received += data
+            ops, rest = parser.feed_first(data)
+            if ops:
+                break
+        op = ops[0]
+        if op[0] == OP_ERROR:
+            err: ProtocolError = op[1]
+            await self._refuse(err.text, "protocol error before CONNECT")
             return
-        rest = bytes(buf[nl + 1 :])
-        head = line.lstrip()
-        if head[:7].upper() == b"CONNECT" and (len(head) == 7 or head[7:8] in (b" ", b"\t")):
-            await self._connect(head[8:].strip(), rest, nonce)
+        if op[0] == OP_CONNECT:
+            await self._connect(op[1], rest, nonce)
             return
-        # Any other first op: only a no_auth_user may proceed (telnet-friendly).
+        # Any other first op: only a no_auth_user may proceed (telnet-friendly),
+        # and the worker then parses everything the client sent.
         if cfg.no_auth_fast_path():
             result = authenticate(_Empty(), self._client_info(nonce), cfg, time.time())
             if isinstance(result, AuthOk):
-                self._hand_off_ok(result, M.ConnectInfo(), connected=False, pending=bytes(buf), digest=result.auth_digest)
+                self._hand_off_ok(result, M.ConnectInfo(), connected=False, pending=bytes(received), digest=result.auth_digest)
                 return
         await self._refuse(E.ERR_AUTH_VIOLATION, "operation before CONNECT")
 
@@ -170,7 +168,7 @@ class Handshake:
         try:
             c = parse_connect(raw)
         except ProtocolError as e:
-            await self._refuse(e.text or E.ERR_UNKNOWN_OP, "malformed CONNECT")
+            await self._refuse(e.text, "malformed CONNECT")
             return
         if c.forbidden:
             await self._refuse(E.ERR_AUTH_VIOLATION, "CONNECT carries forbidden account fields")
@@ -181,7 +179,7 @@ class Handshake:
             return
         err = validate_connect(c)
         if err is not None:
-            await self._refuse(err.text or E.ERR_UNKNOWN_OP, "invalid CONNECT options")
+            await self._refuse(err.text, "invalid CONNECT options")
             return
         ci = M.ConnectInfo(
             verbose=c.verbose,

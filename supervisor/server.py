@@ -265,7 +265,7 @@ class Supervisor:
         while self.clients and time.monotonic() < deadline:
             try:
                 sig = await asyncio.wait_for(self.signals.get(), 0.1)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             if sig in ("term", "int"):
                 break

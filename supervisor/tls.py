@@ -8,10 +8,11 @@ The supervisor terminates TLS; workers only ever see plaintext stream sockets
 1. accepts the TCP socket and, unless ``handshake_first``, writes INFO in plain text
    (the client's ClientHello may already sit in the kernel buffer: nothing here reads
    from the socket before the handshake starts, so those bytes are not lost);
-2. calls :func:`accept_tls`, which attaches the socket to the event loop with reading
-   paused and upgrades it with ``loop.start_tls`` (uvloop's SSL protocol is Cython, the
-   cheapest path we have). Each handshake is its own task bounded by ``tls.timeout``:
-   a stalled client costs one idle transport, never a blocked loop;
+2. calls :func:`accept_tls`, which hands the socket to ``loop.connect_accepted_socket``
+   with ``ssl=ctx``: the event loop's SSL protocol (Cython in uvloop, the cheapest path
+   we have) owns the socket from its first read, so a ClientHello already queued in
+   the kernel is never lost. Each handshake is its own task bounded by
+   ``tls.timeout``: a stalled client costs one idle transport, never a blocked loop;
 3. checks the peer (:func:`check_client_leaf`, :func:`check_pinned`), reads plaintext
    with :meth:`TLSConn.recv` until it has CONNECT, authenticates, and picks a worker;
 4. makes a ``socketpair(AF_UNIX, SOCK_STREAM)``, sends one end to the worker together
@@ -319,14 +320,6 @@ async def peek_first_byte(
         return b""
 
 
-class _Stub(asyncio.Protocol):
-    """Owns the raw transport until start_tls; reading stays paused so that bytes already
-    queued by the client (its ClientHello) reach the SSL protocol, not us."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.pause_reading()  # type: ignore[attr-defined]
-
-
 async def accept_tls(
     loop: asyncio.AbstractEventLoop,
     sock: socket.socket,
@@ -337,42 +330,41 @@ async def accept_tls(
     """Run the server-side handshake on an accepted socket; the socket now belongs to us.
 
     Raises :class:`TLSHandshakeTimeout` or :class:`TLSHandshakeFailed`; either way the
-    socket is closed.
+    socket is closed (by the transport, or at the latest by a backstop timer).
     """
     conn = TLSConn(loop, limits)
-    raw: asyncio.Transport | None = None
     try:
+        # The SSL protocol owns the socket from the first read. (Attaching a plain
+        # transport first and calling start_tls loses a ClientHello that is already
+        # queued: uvloop may deliver it to the plain protocol before it can pause.)
         async with asyncio.timeout(timeout):
-            raw, _ = await loop.connect_accepted_socket(_Stub, sock)
-            tls = await loop.start_tls(
-                raw,
-                _TLSSide(conn),
-                ctx,
-                server_side=True,
+            tls, _ = await loop.connect_accepted_socket(
+                lambda: _TLSSide(conn),
+                sock,
+                ssl=ctx,
                 ssl_handshake_timeout=timeout + 1.0,
                 ssl_shutdown_timeout=limits.shutdown_timeout,
             )
     except TimeoutError:
-        _abort(raw, sock)
+        _backstop_close(loop, sock, limits)
         raise TLSHandshakeTimeout(f"TLS handshake timeout after {timeout:g}s") from None
     except ssl.SSLError as e:
-        _abort(raw, sock)
+        _backstop_close(loop, sock, limits)
         raise TLSHandshakeFailed(f"TLS handshake error: {e.reason or e}") from None
     except (OSError, EOFError) as e:
-        _abort(raw, sock)
+        _backstop_close(loop, sock, limits)
         raise TLSHandshakeFailed(f"TLS handshake error: {e!r}") from None
-    if tls is None:  # only for protocols that refuse TLS; defensive
-        _abort(raw, sock)
-        raise TLSHandshakeFailed("TLS handshake error: no transport")
     conn._attach(tls)
     return conn
 
 
-def _abort(raw: asyncio.Transport | None, sock: socket.socket) -> None:
-    if raw is not None:
-        raw.abort()
-    else:
-        sock.close()
+def _backstop_close(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, limits: RelayLimits
+) -> None:
+    # The failed transport closes the socket itself. Closing it here at once could
+    # pull the fd from under a transport still unwinding; later, the call is a no-op
+    # on a closed socket object and a safety net otherwise.
+    loop.call_later(limits.shutdown_timeout + 1.0, sock.close)
 
 
 class TLSConn:
@@ -411,6 +403,16 @@ class TLSConn:
         obj = self._tls.get_extra_info("ssl_object") if self._tls else None
         c = obj.cipher() if obj is not None else None
         return c[0] if c else None
+
+    @property
+    def pending_to_client(self) -> int:
+        """Plaintext queued for the client (TLS write buffer), for metrics and tests."""
+        return self._tls.get_write_buffer_size() if self._tls else 0
+
+    @property
+    def pending_to_worker(self) -> int:
+        """Bytes queued for the worker: the socketpair's write buffer or the pre-relay buffer."""
+        return self._unix.get_write_buffer_size() if self._unix else len(self._buf)
 
     async def recv(self) -> bytes:
         """Plaintext from the client, ``b""`` at EOF. Only before :meth:`start_relay`."""

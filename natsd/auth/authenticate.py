@@ -363,7 +363,9 @@ def authenticate(
             return _no_auth_bind(cfg.nkeys[cfg.no_auth_user], connect, client, cfg)
         if connect.nkey:
             return _nkey_auth(connect, client, cfg)
-    if cfg.users:
+    # The §3.4 identity is a (synthesised) username user in nats-server, so it opens
+    # this step even when every configured user is an nkey.
+    if cfg.users or cfg.anonymous_g:
         if cfg.verify_and_map:
             return _cert_auth(connect, client, cfg)
         if anonymous:

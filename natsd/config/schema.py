@@ -37,7 +37,7 @@ class _Frozen(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     pass
 
 
-class SubjectPermission(_Frozen):
+class SubjectPermission(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``allow``/``deny`` lists. ``None`` means the list is absent (unrestricted);
     subscribe entries may be ``"subject queue"``."""
 
@@ -45,18 +45,18 @@ class SubjectPermission(_Frozen):
     deny: tuple[str, ...] | None = None
 
 
-class ResponsePermission(_Frozen):
+class ResponsePermission(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
     max_msgs: int = 1
     expires: float = 120.0  # seconds
 
 
-class Permissions(_Frozen):
+class Permissions(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
     publish: SubjectPermission | None = None
     subscribe: SubjectPermission | None = None
     allow_responses: ResponsePermission | None = None
 
 
-class User(_Frozen):
+class User(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A configured identity: ``user`` (with optional ``password``) or ``nkey``.
 
     ``account`` is filled in by the loader (``$G`` for users of the
@@ -73,13 +73,13 @@ class User(_Frozen):
     proxy_required: bool = False
 
 
-class StreamExport(_Frozen):
+class StreamExport(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
     subject: str
     accounts: tuple[str, ...] | None = None  # None = public
     account_token_position: int = 0
 
 
-class ServiceExport(_Frozen):
+class ServiceExport(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
     subject: str
     accounts: tuple[str, ...] | None = None
     response_type: str = "singleton"  # singleton | stream | chunked
@@ -87,20 +87,20 @@ class ServiceExport(_Frozen):
     account_token_position: int = 0
 
 
-class StreamImport(_Frozen):
+class StreamImport(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
     account: str
     subject: str
     prefix: str | None = None
     to: str | None = None
 
 
-class ServiceImport(_Frozen):
+class ServiceImport(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
     account: str
     subject: str
     to: str | None = None
 
 
-class Account(_Frozen):
+class Account(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: str
     users: tuple[User, ...] = ()
     stream_exports: tuple[StreamExport, ...] = ()
@@ -113,7 +113,7 @@ class Account(_Frozen):
     max_payload: int = -1
 
 
-class Authorization(_Frozen):
+class Authorization(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The top-level ``authorization {}`` block (and ``--user/--pass/--auth``)."""
 
     token: str | None = None
@@ -125,7 +125,7 @@ class Authorization(_Frozen):
     present: bool = False  # an authorization block exists (CVE-2023-47090 rule)
 
 
-class TLSOptions(_Frozen):
+class TLSOptions(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
     cert_file: str | None = None
     key_file: str | None = None
     ca_file: str | None = None
@@ -140,7 +140,7 @@ class TLSOptions(_Frozen):
     curve_preferences: tuple[str, ...] = ()
 
 
-class Resolver(_Frozen):
+class Resolver(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
     type: str = "memory"  # memory | full | cache | url
     dir: str | None = None
     allow_delete: bool = False
@@ -152,7 +152,7 @@ class Resolver(_Frozen):
     url: str | None = None  # type "url": base URL of a URL(...) resolver (added by config)
 
 
-class JetStreamOptions(_Frozen):
+class JetStreamOptions(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
     enabled: bool = False
     store_dir: str | None = None
     max_memory_store: int = -1
@@ -161,7 +161,7 @@ class JetStreamOptions(_Frozen):
     key: str | None = None
 
 
-class Options(_Frozen):
+class Options(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # -- identity and listener
     server_name: str | None = None
     host: str = DEFAULT_HOST

@@ -86,12 +86,12 @@ class ConnectInfo(msgspec.Struct, frozen=True, kw_only=True):
 # --- supervisor -> worker -------------------------------------------------
 
 
-class Hello(_Msg, kw_only=True):
+class Hello(_Msg, frozen=True, kw_only=True):
     protocol_version: int = PROTOCOL_VERSION
     config: WorkerConfig
 
 
-class HandOff(_Msg, kw_only=True):
+class HandOff(_Msg, frozen=True, kw_only=True):
     """Adopt the attached socket as an authenticated client.
 
     ``connected`` is false when the client's first op was not CONNECT (auth
@@ -121,21 +121,21 @@ class HandOff(_Msg, kw_only=True):
     kind: str = "Client"
 
 
-class Shutdown(_Msg, kw_only=True):
+class Shutdown(_Msg, frozen=True, kw_only=True):
     reason: str = "Server Shutdown"
 
 
-class LameDuck(_Msg, kw_only=True):
+class LameDuck(_Msg, frozen=True, kw_only=True):
     duration: float
     grace: float
     info: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class StatsRequest(_Msg, kw_only=True):
+class StatsRequest(_Msg, frozen=True, kw_only=True):
     request_id: int
 
 
-class Disconnect(_Msg, kw_only=True):
+class Disconnect(_Msg, frozen=True, kw_only=True):
     """Close connections matching a predicate (reload, revocation)."""
 
     account: str | None = None
@@ -144,7 +144,7 @@ class Disconnect(_Msg, kw_only=True):
     error: str | None = None
 
 
-class UpdatePermissions(_Msg, kw_only=True):
+class UpdatePermissions(_Msg, frozen=True, kw_only=True):
     """Reload: the permissions of a user changed; apply to live connections."""
 
     account: str
@@ -158,7 +158,7 @@ SupervisorToWorker = Hello | HandOff | Shutdown | LameDuck | StatsRequest | Disc
 # --- worker -> supervisor -------------------------------------------------
 
 
-class Ready(_Msg, kw_only=True):
+class Ready(_Msg, frozen=True, kw_only=True):
     worker_id: int
     pid: int
 
@@ -186,7 +186,7 @@ class ConnStats(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     subjects: list[str] = msgspec.field(default_factory=list)
 
 
-class Stats(_Msg, kw_only=True):
+class Stats(_Msg, frozen=True, kw_only=True):
     request_id: int
     worker_id: int
     pid: int
@@ -201,7 +201,7 @@ class Stats(_Msg, kw_only=True):
     closed: int = 0
 
 
-class ClientClosed(_Msg, kw_only=True):
+class ClientClosed(_Msg, frozen=True, kw_only=True):
     """A client left; the supervisor keeps per-account connection counts."""
 
     client_id: int

@@ -35,7 +35,7 @@ class Account:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.sublist = Sublist()
+        self.sublist: Sublist[Sub] = Sublist()
         self.clients: dict[int, Client] = {}
         self.in_msgs = 0
         self.in_bytes = 0

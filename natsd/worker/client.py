@@ -31,11 +31,13 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from natsd.auth.authenticate import credential_digest
 from natsd.auth.permissions import CompiledPermissions, reserved_publish, reserved_reply
 from natsd.ipc.messages import HandOff
 from natsd.proto import errors as E
-from natsd.proto.connect import parse_connect, validate_connect
+from natsd.proto.connect import ConnectOptions, parse_connect, validate_connect
 from natsd.proto.errors import ClosedReason, ProtocolError
 from natsd.proto.parser import (
     OP_CLIENT_ERR,
@@ -115,7 +117,26 @@ class Client(asyncio.Protocol):
         self.max_subs = cfg.max_subscriptions
         if h.max_subscriptions >= 0 and (self.max_subs <= 0 or h.max_subscriptions < self.max_subs):
             self.max_subs = h.max_subscriptions
-        self.parser = Parser(cfg.max_control_line, cfg.max_payload, cfg.headers)
+        # The options of the CONNECT the supervisor processed (secrets
+        # stripped): a later CONNECT is applied on top of them, as in
+        # nats-server, and the parser needs them to accept HPUB.
+        self.connect_opts: ConnectOptions | None = (
+            ConnectOptions(
+                verbose=c.verbose,
+                pedantic=c.pedantic,
+                echo=c.echo,
+                headers=c.headers,
+                no_responders=c.no_responders,
+                protocol=c.protocol,
+                tls_required=c.tls_required,
+                name=c.name,
+                lang=c.lang,
+                version=c.version,
+            )
+            if h.connected
+            else None
+        )
+        self.parser = Parser(cfg.max_control_line, cfg.max_payload, cfg.headers, connect=self.connect_opts)
         self.pending = h.pending
         self.expires = h.expires
         self.subs: dict[bytes, Sub] = {}
@@ -209,7 +230,7 @@ class Client(asyncio.Protocol):
             elif kind == OP_CONNECT:
                 self._connect(op[1])
             elif kind == OP_CLIENT_ERR:
-                self.close(ClosedReason.ClientClosed)
+                self.close(ClosedReason.ParseError)
             elif kind == OP_ERROR:
                 err = op[1]
                 self._protocol_error(err)
@@ -220,9 +241,8 @@ class Client(asyncio.Protocol):
     def _protocol_error(self, err: ProtocolError) -> None:
         wire = err.wire() if err.text else None
         if err.close:
-            reason = _reason_for(err.text)
             log.debug("cid:%d - protocol error: %s", self.cid, err.text or "parse error")
-            self.close(reason, wire)
+            self.close(err.reason, wire)
         elif wire:
             self.out += wire
             self._mark_dirty()
@@ -243,8 +263,8 @@ class Client(asyncio.Protocol):
             self.close(ClosedReason.ProtocolViolation, ProtocolError(E.ERR_UNKNOWN_OP, True).wire())
             return
         if self.pedantic and not valid_literal_subject(subject):
+            # nats-server reports the error but still routes the message.
             self._send_err(ProtocolError(E.ERR_INVALID_PUB_SUBJECT, False).wire())
-            return
         perms = self.perms
         if perms is not None and not perms.can_publish(subject, time.monotonic()):
             self._send_err(E.pub_violation(subject))
@@ -255,15 +275,17 @@ class Client(asyncio.Protocol):
         if reply is not None and reserved_reply(reply):
             self._send_err(E.pub_reply_violation(reply))
             return
+        if self.verbose:
+            # nats-server acknowledges before delivering (a publisher that
+            # also subscribes sees +OK, then its own MSG).
+            self.out += OK
+            self._mark_dirty()
         acc = self.account
         acc.in_msgs += 1
         acc.in_bytes += len(data)
-        n = acc.route(self, subject, reply, hdr_len, data) if valid_literal_subject(subject) else 0
+        n = acc.route(self, subject, reply, hdr_len, data)
         if n == 0 and reply is not None and self.no_responders:
             self._no_responders(subject, reply)
-        if self.verbose:
-            self.out += OK
-            self._mark_dirty()
 
     def _no_responders(self, subject: bytes, reply: bytes) -> None:
         for sub in self.account.sublist.match(reply).psubs:
@@ -343,11 +365,11 @@ class Client(asyncio.Protocol):
 
     def _connect(self, raw: bytes) -> None:
         try:
-            c = parse_connect(raw)
+            c = parse_connect(raw, self.connect_opts)
         except ProtocolError as e:
             self._protocol_error(e)
             return
-        if getattr(c, "forbidden", False):
+        if c.forbidden:
             self.close(ClosedReason.AuthenticationViolation, ProtocolError(E.ERR_AUTH_VIOLATION, True).wire())
             return
         # The worker never sees secrets: it compares the digest of the
@@ -356,10 +378,12 @@ class Client(asyncio.Protocol):
             log.info("cid:%d - second CONNECT changes credentials: refused", self.cid)
             self.close(ClosedReason.AuthenticationViolation, ProtocolError(E.ERR_AUTH_VIOLATION, True).wire())
             return
-        err = validate_connect(c)
+        err = validate_connect(c, self.worker.config.headers)
         if err is not None:
             self._protocol_error(err)
             return
+        # Keep no credentials around: only the options matter from now on.
+        self.connect_opts = msgspec.structs.replace(c, user=None, password=None, auth_token=None, sig=None, jwt=None)
         self.verbose = c.verbose
         self.pedantic = c.pedantic
         self.echo = c.echo
@@ -456,17 +480,3 @@ class Client(asyncio.Protocol):
         if not self.closed:
             self.out += info_line(info)
             self._mark_dirty()
-
-
-def _reason_for(text: str | None) -> ClosedReason:
-    if text == E.ERR_MAX_PAYLOAD:
-        return ClosedReason.MaxPayloadExceeded
-    if text == E.ERR_MAX_CONTROL_LINE:
-        return ClosedReason.MaxControlLineExceeded
-    if text == E.ERR_INVALID_PROTOCOL:
-        return ClosedReason.BadClientProtocolVersion
-    if text == E.ERR_NO_RESPONDERS_HEADERS:
-        return ClosedReason.NoRespondersRequiresHeaders
-    if text == E.ERR_AUTH_VIOLATION:
-        return ClosedReason.AuthenticationViolation
-    return ClosedReason.ProtocolViolation

@@ -42,7 +42,8 @@ EXIT_BOOT_ERROR = 3
 class Worker:
     def __init__(self, control: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.config: M.WorkerConfig | None = None  # type: ignore[assignment]
+        # Set by Hello, before any hand-off can be adopted.
+        self.config: M.WorkerConfig = None  # type: ignore[assignment]
         self.accounts: dict[str, Account] = {}
         self.clients: dict[int, Client] = {}
         self.dirty: list[Client] = []

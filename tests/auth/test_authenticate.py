@@ -191,7 +191,9 @@ def test_no_auth_user_binds_directly() -> None:
     anon = _ok(authenticate(Connect(), CLIENT, cfg, NOW))
     assert (anon.account, anon.user, anon.permissions) == ("$G", "carol", DEFAULTS)
     # Explicit credentials for the same user still work.
-    assert _ok(authenticate(Connect(user="carol", password="cpw"), CLIENT, cfg, NOW)).user == "carol"
+    assert (
+        _ok(authenticate(Connect(user="carol", password="cpw"), CLIENT, cfg, NOW)).user == "carol"
+    )
 
 
 @pytest.mark.parametrize(
@@ -262,9 +264,9 @@ def test_nkey_signature() -> None:
 def test_nkey_failures() -> None:
     opts = _nkey_opts()
     decoded_nonce = base64.urlsafe_b64decode(NONCE + "=")
-    assert _fail(_auth(opts, Connect(nkey=ALICE_PUB, sig=_sig(ALICE_KEY, decoded_nonce)))).reason == (
-        "nkey signature invalid"
-    )
+    assert _fail(
+        _auth(opts, Connect(nkey=ALICE_PUB, sig=_sig(ALICE_KEY, decoded_nonce)))
+    ).reason == ("nkey signature invalid")
     _fail(_auth(opts, Connect(nkey=ALICE_PUB, sig=_sig(MALLORY_KEY))))
     assert "missing" in _fail(_auth(opts, Connect(nkey=ALICE_PUB))).reason
     mallory = MALLORY_KEY.public_key.decode()
@@ -331,6 +333,13 @@ def test_system_only_config_keeps_global_open() -> None:
     _fail(authenticate(Connect(user="admin", password="x"), CLIENT, cfg, NOW))
 
 
+def test_system_only_config_with_nkey_users_keeps_global_open() -> None:
+    opts = Options(accounts=(Account(name="$SYS", users=(User(nkey=ALICE_PUB),)),))
+    assert _ok(_auth(opts, Connect())).account == "$G"
+    assert _ok(_auth(opts, Connect(nkey=ALICE_PUB, sig=_sig(ALICE_KEY)))).is_system
+    _fail(_auth(opts, Connect(user="x", password="y")))
+
+
 def test_authorization_block_suppresses_synthesised_user() -> None:  # CVE-2023-47090
     _fail(_auth(_sys_only(authorization=Authorization(present=True)), Connect()))
 
@@ -348,12 +357,15 @@ def test_other_accounts_suppress_synthesised_user() -> None:
 # -- credential digest ------------------------------------------------------------------------
 
 _field = st.one_of(st.none(), st.text(max_size=8))
+_credentials = st.builds(
+    Connect, user=_field, password=_field, auth_token=_field, nkey=_field, sig=_field, jwt=_field
+)
 
 
 @settings(max_examples=200, deadline=None)
-@given(a=st.tuples(_field, _field, _field, _field, _field, _field), b=st.tuples(_field, _field, _field, _field, _field, _field))
-def test_digest_distinguishes_credentials(a: tuple[str | None, ...], b: tuple[str | None, ...]) -> None:
-    da, db = credential_digest(Connect(*a)), credential_digest(Connect(*b))
+@given(a=_credentials, b=_credentials)
+def test_digest_distinguishes_credentials(a: Connect, b: Connect) -> None:
+    da, db = credential_digest(a), credential_digest(b)
     assert (da == db) is (a == b)
     assert len(da) == 32
 

@@ -26,7 +26,13 @@ class Connect:
 DN_USER = "CN=svc.example.com,OU=NATS.io,O=Synadia"
 
 
-def _peer(dn: str | None = None, *, verified: bool = True, structured: bool = True, **sans: tuple[str, ...]) -> TLSPeer:
+def _peer(
+    dn: str | None = None,
+    *,
+    verified: bool = True,
+    structured: bool = True,
+    **sans: tuple[str, ...],
+) -> TLSPeer:
     return TLSPeer(
         verified=verified,
         subject_dn_rfc2253=dn,
@@ -55,7 +61,9 @@ CFG = _cfg(
 )
 
 
-def _run(peer: TLSPeer | None, connect: Connect = Connect(), cfg: AuthConfig = CFG) -> AuthOk | AuthFail:
+def _run(
+    peer: TLSPeer | None, connect: Connect = Connect(), cfg: AuthConfig = CFG
+) -> AuthOk | AuthFail:
     return authenticate(connect, ClientInfo("h", 1, None, tls=peer), cfg, 0.0)
 
 
@@ -73,7 +81,10 @@ def _user(result: AuthOk | AuthFail) -> str | None:
         (_peer("cn=svc.example.com, ou=NATS.io, o=Synadia"), DN_USER),
         (_peer("2.5.4.3=svc.example.com,2.5.4.11=NATS.io,2.5.4.10=Synadia"), DN_USER),
         # Candidate order: email, then DNS, then URI, then the DN.
-        (_peer(DN_USER, email=("alice@example.com",), dns=("host.example.com",)), "alice@example.com"),
+        (
+            _peer(DN_USER, email=("alice@example.com",), dns=("host.example.com",)),
+            "alice@example.com",
+        ),
         (_peer(DN_USER, email=("nobody@x",), dns=("host.example.com",)), "host.example.com"),
         (_peer(DN_USER, email=("nobody@x",), uri=("nope:",)), DN_USER),
         # SANs compare byte for byte.

@@ -8,20 +8,20 @@ from hypothesis import strategies as st
 
 from natsd.auth.dn import dn_equal, dn_unambiguous, parse_dn
 
-CN, O, OU, DC = "2.5.4.3", "2.5.4.10", "2.5.4.11", "0.9.2342.19200300.100.1.25"
+CN, ORG, OU, DC = "2.5.4.3", "2.5.4.10", "2.5.4.11", "0.9.2342.19200300.100.1.25"
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("CN=foo,O=Bar", (((CN, "foo"),), ((O, "Bar"),))),
-        ("cn=foo, o=Bar", (((CN, "foo"),), ((O, "Bar"),))),
-        ("2.5.4.3=foo;OID.2.5.4.10=Bar", (((CN, "foo"),), ((O, "Bar"),))),
+        ("CN=foo,O=Bar", (((CN, "foo"),), ((ORG, "Bar"),))),
+        ("cn=foo, o=Bar", (((CN, "foo"),), ((ORG, "Bar"),))),
+        ("2.5.4.3=foo;OID.2.5.4.10=Bar", (((CN, "foo"),), ((ORG, "Bar"),))),
         ("CN=a\\,b", (((CN, "a,b"),),)),
         ("CN=a\\2Cb", (((CN, "a,b"),),)),
         ("CN=caf\\C3\\A9", (((CN, "café"),),)),
         ('CN="a,b"', (((CN, "a,b"),),)),
-        ("CN=  padded  ,O=x", (((CN, "padded"),), ((O, "x"),))),
+        ("CN=  padded  ,O=x", (((CN, "padded"),), ((ORG, "x"),))),
         ("CN=keep\\ ", (((CN, "keep "),),)),
         ("CN=a+OU=b", (((CN, "a"), (OU, "b")),)),
         ("DC=example,DC=com", (((DC, "example"),), ((DC, "com"),))),
@@ -34,7 +34,19 @@ def test_parse(text: str, expected: tuple[object, ...]) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "   ", "CN", "=foo", "CN=a,", "CN=a=b", "CN=a\\", "CN=a\\zz", 'CN="open', "CN=#0", "C N=x"],
+    [
+        "",
+        "   ",
+        "CN",
+        "=foo",
+        "CN=a,",
+        "CN=a=b",
+        "CN=a\\",
+        "CN=a\\zz",
+        'CN="open',
+        "CN=#0",
+        "C N=x",
+    ],
 )
 def test_parse_rejects_malformed(text: str) -> None:
     assert parse_dn(text) is None
@@ -85,7 +97,11 @@ def _escape(v: str) -> str:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["CN", "O", "OU", "L", "DC"]), _value), min_size=1, max_size=5))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["CN", "O", "OU", "L", "DC"]), _value), min_size=1, max_size=5
+    )
+)
 def test_escaped_values_roundtrip(rdns: list[tuple[str, str]]) -> None:
     text = ",".join(f"{t}={_escape(v)}" for t, v in rdns)
     parsed = parse_dn(text)

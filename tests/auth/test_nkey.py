@@ -90,7 +90,10 @@ def test_missing_or_non_ascii_nonce_rejected(user: nkeys.KeyPair) -> None:
 
 
 @settings(max_examples=30, deadline=None)
-@given(seed=st.binary(min_size=32, max_size=32), nonce=st.from_regex(r"[A-Za-z0-9_-]{1,24}", fullmatch=True))
+@given(
+    seed=st.binary(min_size=32, max_size=32),
+    nonce=st.from_regex(r"[A-Za-z0-9_-]{1,24}", fullmatch=True),
+)
 def test_roundtrip_any_key_and_nonce(seed: bytes, nonce: str) -> None:
     kp = _keypair(seed)
     pub = kp.public_key.decode()

@@ -1,7 +1,7 @@
 """Client->server protocol corpus: input bytes and the ops natsd must produce.
 
 Each case is (name, input, expected) where expected is the op list of
-``natsd.proto.parser`` for a parser created with ``Parser(max_control_line=64,
+``natsd.proto.parser`` for a parser created with ``Parser(max_control_line=128,
 max_payload=64)`` after a CONNECT with headers enabled (every input here is
 prefixed with CONNECT_PREFIX, whose own op is stripped before comparing).
 
@@ -25,7 +25,7 @@ from natsd.proto.parser import (
     OP_UNSUB,
 )
 
-MAX_CONTROL_LINE = 64
+MAX_CONTROL_LINE = 128
 MAX_PAYLOAD = 64
 CONNECT_PREFIX = b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"protocol":1}\r\n'
 
@@ -72,7 +72,7 @@ CASES: list[tuple[str, bytes, list[tuple]]] = [
     ("connect-no-space", b"CONNECT{}\r\n", [(1, b"{}")]),
     ("pub-max-payload-exact", b"PUB a 64\r\n" + b"x" * 64 + b"\r\n",
      [(OP_PUB, b"a", None, b"x" * 64)]),
-    ("line-at-limit", b"SUB " + b"a" * 62 + b" 1\r\n", [(OP_SUB, b"a" * 62, None, b"1")]),
+    ("line-at-limit", b"SUB " + b"a" * 126 + b" 1\r\n", [(OP_SUB, b"a" * 126, None, b"1")]),
     # -- malformed -----------------------------------------------------------
     ("unknown-op", b"ZZZ\r\n", [UNKNOWN]),
     ("pubs", b"PUBS\r\n", [UNKNOWN]),
@@ -102,7 +102,7 @@ CASES: list[tuple[str, bytes, list[tuple]]] = [
     ("info-bad-json", b"INFO {bad\r\n", [SILENT]),
     ("pub-max-payload", b"PUB a 65\r\n", [MAXPAY]),
     ("hpub-max-payload", b"HPUB a 2 65\r\n", [MAXPAY]),
-    ("line-over-limit", b"SUB " + b"a" * 63 + b" 1\r\n", [MAXLINE]),
-    ("line-over-limit-bad-args", b"PUB " + b"a " * 40 + b"\r\n", [MAXLINE]),
+    ("line-over-limit", b"SUB " + b"a" * 127 + b" 1\r\n", [MAXLINE]),
+    ("line-over-limit-bad-args", b"PUB " + b"a " * 70 + b"\r\n", [MAXLINE]),
     ("client-err", b"-ERR 'boom'\r\nPING\r\n", [(OP_CLIENT_ERR,)]),
 ]

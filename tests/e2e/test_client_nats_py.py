@@ -23,9 +23,12 @@ def test_pub_sub_wildcards_and_flush(any_server) -> None:  # type: ignore[no-unt
     async def main() -> None:
         nc = await nats.connect(any_server.url)
         got: list[tuple[str, bytes]] = []
-        await nc.subscribe("foo.*", cb=lambda m: _append(got, m))
-        await nc.subscribe("foo.>", cb=lambda m: _append(got, m))
-        await nc.subscribe("bar", cb=lambda m: _append(got, m))
+        async def cb(m) -> None:  # type: ignore[no-untyped-def]
+            got.append((m.subject, m.data))
+
+        await nc.subscribe("foo.*", cb=cb)
+        await nc.subscribe("foo.>", cb=cb)
+        await nc.subscribe("bar", cb=cb)
         await nc.flush()
         await nc.publish("foo.a", b"1")
         await nc.publish("foo.a.b", b"2")
@@ -37,10 +40,6 @@ def test_pub_sub_wildcards_and_flush(any_server) -> None:  # type: ignore[no-unt
         assert sorted(got) == sorted([("foo.a", b"1"), ("foo.a", b"1"), ("foo.a.b", b"2"), ("bar", b"3")])
 
     run(main())
-
-
-async def _append(acc: list[tuple[str, bytes]], msg) -> None:  # type: ignore[no-untyped-def]
-    acc.append((msg.subject, msg.data))
 
 
 def test_queue_groups_deliver_once(any_server) -> None:  # type: ignore[no-untyped-def]
@@ -111,6 +110,7 @@ def test_drain_and_unsubscribe_max(any_server) -> None:  # type: ignore[no-untyp
         assert got == [b"0", b"1", b"2"]
         sub2 = await nc.subscribe("d", cb=cb)
         await nc.publish("d", b"last")
+        await nc.flush()
         await sub2.drain()
         await nc.drain()
         assert got[-1] == b"last"

@@ -128,16 +128,10 @@ def test_incomplete_line_over_limit_fails_without_newline(op: bytes) -> None:
     assert p.feed(b"x") == [(OP_ERROR, MCL_ERR)]
 
 
-def test_incomplete_line_limit_trickled() -> None:
+def test_garbage_fails_on_first_byte_without_buffering() -> None:
     p = Parser(max_control_line=50)
-    out: list[tuple] = []
-    for _ in range(60):
-        out += p.feed(b"y")
-        if out:
-            break
-    assert out == [] and p.pending_bytes() == 50  # "yyy..." is an unknown op? no: still a prefix
-    # ^ "y" is not an op prefix; the first byte already fails
-    # (kept for clarity of the next assertion)
+    assert p.feed(b"y") == [(OP_ERROR, ProtocolError("Unknown Protocol Operation"))]
+    assert p.pending_bytes() == 0
 
 
 def test_trickled_connect_is_bounded() -> None:

@@ -184,8 +184,9 @@ def test_mtls_refuses_bad_client_certs(pki: PKI, case: str) -> None:
         paths = (bad.cert_path, bad.key_path)
     server, result = _mtls(pki, *paths)
     assert isinstance(server, TLSHandshakeFailed), server
-    # TLS 1.3: the client learns about the refusal on its first read.
-    assert isinstance(result, (ssl.SSLError, ConnectionError)), result
+    # TLS 1.3: the client learns about the refusal on its first read, as an alert or
+    # (asyncio's SSL protocol drops the pending alert on failure) as a bare EOF.
+    assert isinstance(result, (ssl.SSLError, ConnectionError)) or result[1] == b"", result  # type: ignore[index]
 
 
 def test_ca_cert_as_leaf_passes_openssl_but_not_natsd(pki: PKI) -> None:
