@@ -219,14 +219,15 @@ def compare(opts: Options, args: argparse.Namespace, tmp: Path) -> dict[str, Any
     targets: list[tuple[str, Launcher, int | None]] = [
         ("nats-server", lambda port: servers.nats_server_argv(port, cfg, args.nats_server), None)]
     sweep = [int(w) for w in args.workers_sweep.split(",")] if args.workers_sweep else None
+    def natsd_launcher(workers: int) -> Launcher:
+        return lambda port: servers.natsd_argv(port, workers, cfg, args.natsd_cmd)
+
     for w in sweep or [args.workers]:
-        targets.append(("natsd", lambda port, w=w: servers.natsd_argv(port, w, cfg,
-                                                                     args.natsd_cmd),
-                        w if sweep else None))
+        targets.append(("natsd", natsd_launcher(w), w if sweep else None))
     rounds: dict[int, list[RunResult]] = {i: [] for i in range(len(targets))}
     for _ in range(max(1, args.repeat)):
-        for i, (name, argv_for, w) in enumerate(targets):
-            rounds[i].append(run_against(name, argv_for, opts, args, w))
+        for i, (name, argv_for, sweep_w) in enumerate(targets):
+            rounds[i].append(run_against(name, argv_for, opts, args, sweep_w))
     results = [median_result(rounds[i]) for i in range(len(targets))]
     print(results_table(results))
     out: dict[str, Any] = {"results": [r.to_dict() for r in results]}

@@ -193,11 +193,24 @@ class Handshake:
             lang=c.lang,
             version=c.version,
         )
-        self._hand_off_ok(result, ci, connected=True, pending=rest, digest=credential_digest(c))
+        if await self._over_account_limit(result.account):
+            return
+        self._hand_off_ok(result, ci, connected=True, pending=rest, digest=credential_digest(c), jwt=c.jwt)
 
-    def _hand_off_ok(self, ok: AuthOk, ci: M.ConnectInfo, *, connected: bool, pending: bytes, digest: bytes) -> None:
+    async def _over_account_limit(self, account: str) -> bool:
+        limit = self.sup.account_conn_limit(account)
+        if limit >= 0 and self.sup.account_conns.get(account, 0) >= limit:
+            await self._refuse(E.ERR_MAX_ACCOUNT_CONNS, f"account {account} connection limit {limit} reached")
+            return True
+        return False
+
+    def _hand_off_ok(
+        self, ok: AuthOk, ci: M.ConnectInfo, *, connected: bool, pending: bytes, digest: bytes, jwt: str | None = None
+    ) -> None:
+        if ok.warning:
+            log.warning("cid:%d - %s", self.cid, ok.warning)
         self.sup.account_connected(ok.account)
-        self._hand_off(ok.account, ok, ok.user, ci, connected=connected, pending=pending, digest=digest)
+        self._hand_off(ok.account, ok, ok.user, ci, connected=connected, pending=pending, digest=digest, jwt=jwt)
 
     def _hand_off(
         self,
@@ -209,6 +222,7 @@ class Handshake:
         connected: bool,
         pending: bytes,
         digest: bytes,
+        jwt: str | None = None,
     ) -> None:
         sup = self.sup
         h = M.HandOff(
@@ -229,4 +243,4 @@ class Handshake:
             max_payload=ok.max_payload if ok else -1,
             is_system=ok.is_system if ok else False,
         )
-        sup.hand_off(h, self.sock)
+        sup.hand_off(h, self.sock, jwt)

@@ -32,11 +32,13 @@ from typing import Any
 from natsd import __version__
 from natsd import log as natslog
 from natsd.auth.authenticate import AuthConfig
+from natsd.auth.operator import OperatorConfigError
 from natsd.config.schema import Options, Permissions
 from natsd.ipc import messages as M
 from supervisor.acceptor import Handshake
 from supervisor.arbiter import Arbiter, HaltServer, WorkerSlot
 from supervisor.info import COMPAT_VERSION, base_info, new_server_id
+from supervisor.operator import OperatorMode, build_authenticator
 from supervisor.sharding import worker_for
 
 log = logging.getLogger("natsd")
@@ -50,6 +52,7 @@ class ClientEntry:
     account: str
     user: str | None
     permissions: Permissions | None
+    jwt: str | None = None  # operator mode: re-evaluated on account updates
 
 
 class Supervisor:
@@ -59,6 +62,11 @@ class Supervisor:
         self.argv = argv or []
         self.server_id = new_server_id()
         self.auth = AuthConfig.from_options(opts)
+        self.operator: OperatorMode | None = None
+        authn = build_authenticator(opts)
+        if authn is not None:
+            self.auth = self.auth.with_jwt_verifier(authn)
+            self.operator = OperatorMode(self, authn)
         self.workers = opts.workers or os.cpu_count() or 1
         self.cids = itertools.count(1)
         self.signals: asyncio.Queue[str] = asyncio.Queue()
@@ -73,6 +81,8 @@ class Supervisor:
         self.halted: HaltServer | None = None
         self.lame_duck = False
         self._handshakes: set[asyncio.Task[None]] = set()
+        self._stats_seq = 0
+        self._stats_waiting: dict[int, dict[int, asyncio.Future[M.Stats]]] = {}
         self.arbiter = Arbiter(loop, self.workers, self._worker_config, self._worker_message, self._halt)
 
     # -- configuration ---------------------------------------------------
@@ -156,14 +166,29 @@ class Supervisor:
     def account_connected(self, account: str) -> None:
         self.account_conns[account] = self.account_conns.get(account, 0) + 1
 
-    def hand_off(self, h: M.HandOff, sock: socket.socket) -> None:
+    def account_conn_limit(self, account: str) -> int:
+        """The account's connection limit (-1 = unlimited; 0 admits nobody)."""
+        if self.operator is not None:
+            info = self.operator.authn.account_info(account, time.time())
+            return info.max_connections if info is not None else -1
+        for acc in self.opts.accounts:
+            if acc.name == account:
+                return acc.max_connections
+        return -1
+
+    def publish(self, account: str, subject: bytes, payload: bytes, reply: bytes | None = None) -> None:
+        """Deliver a server-originated message inside ``account``."""
+        index = worker_for(account, self.workers)
+        self.arbiter.send(index, M.Publish(account=account, subject=subject, reply=reply, payload=payload))
+
+    def hand_off(self, h: M.HandOff, sock: socket.socket, jwt: str | None = None) -> None:
         index = worker_for(h.account, self.workers)
         fd = sock.detach()
         if not self.arbiter.send(index, h, fd):
             log.error("cid:%d - worker %d unavailable; closing client", h.client_id, index)
             self._client_gone(h.client_id)
             return
-        self.clients[h.client_id] = ClientEntry(index, h.account, h.user, h.permissions)
+        self.clients[h.client_id] = ClientEntry(index, h.account, h.user, h.permissions, jwt)
         self.arbiter.slots[index].clients.add(h.client_id)
         log.debug("cid:%d - handed to worker %d (account %s)", h.client_id, index, h.account)
 
@@ -177,9 +202,34 @@ class Supervisor:
             else:
                 self.account_conns.pop(acc, None)
 
+    async def gather_stats(self, timeout: float = 2.0) -> list[M.Stats]:
+        """Ask every live worker for its counters; workers that do not answer
+        within ``timeout`` are left out (monitoring never blocks traffic)."""
+        self._stats_seq += 1
+        rid = self._stats_seq
+        waiting: dict[int, asyncio.Future[M.Stats]] = {}
+        for slot in self.arbiter.slots:
+            fut: asyncio.Future[M.Stats] = self.loop.create_future()
+            if self.arbiter.send(slot.index, M.StatsRequest(request_id=rid)):
+                waiting[slot.index] = fut
+        self._stats_waiting[rid] = waiting
+        try:
+            if waiting:
+                await asyncio.wait(list(waiting.values()), timeout=timeout)
+        finally:
+            self._stats_waiting.pop(rid, None)
+        return [f.result() for f in waiting.values() if f.done() and not f.cancelled()]
+
     def _worker_message(self, slot: WorkerSlot, msg: M.WorkerToSupervisor) -> None:
-        if isinstance(msg, M.ClientClosed):
+        if isinstance(msg, M.Stats):
+            fut = self._stats_waiting.get(msg.request_id, {}).get(slot.index)
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+        elif isinstance(msg, M.ClientClosed):
             self._client_gone(msg.client_id)
+        elif isinstance(msg, M.SysRequest):
+            if self.operator is not None:
+                self.operator.handle(msg)
         elif isinstance(msg, M.Ready):
             log.debug("worker %d ready (pid %d)", msg.worker_id, msg.pid)
             self._forget_dead_clients()
@@ -298,7 +348,11 @@ def run(opts: Options, argv: list[str] | None = None) -> int:
     natslog.setup(debug=opts.debug, trace=opts.trace, logtime=opts.logtime, log_file=opts.log_file)
 
     async def amain() -> int:
-        sup = Supervisor(opts, asyncio.get_running_loop(), argv)
+        try:
+            sup = Supervisor(opts, asyncio.get_running_loop(), argv)
+        except OperatorConfigError as e:
+            log.critical("operator configuration error: %s", e)
+            return 1
         return await sup.run()
 
     try:

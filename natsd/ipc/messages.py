@@ -152,7 +152,16 @@ class UpdatePermissions(_Msg, frozen=True, kw_only=True):
     permissions: Permissions | None = None
 
 
-SupervisorToWorker = Hello | HandOff | Shutdown | LameDuck | StatsRequest | Disconnect | UpdatePermissions
+class Publish(_Msg, frozen=True, kw_only=True):
+    """Deliver a server-originated message (system replies) inside an account."""
+
+    account: str
+    subject: bytes
+    reply: bytes | None = None
+    payload: bytes = b""
+
+
+SupervisorToWorker = Hello | HandOff | Shutdown | LameDuck | StatsRequest | Disconnect | UpdatePermissions | Publish
 
 
 # --- worker -> supervisor -------------------------------------------------
@@ -208,7 +217,18 @@ class ClientClosed(_Msg, frozen=True, kw_only=True):
     account: str
 
 
-WorkerToSupervisor = Ready | Stats | ClientClosed
+class SysRequest(_Msg, frozen=True, kw_only=True):
+    """A system-account client published on a ``$SYS.REQ.`` subject the
+    supervisor answers (claims updates and lookups, server ping)."""
+
+    account: str
+    subject: bytes
+    reply: bytes | None
+    payload: bytes
+    client_id: int
+
+
+WorkerToSupervisor = Ready | Stats | ClientClosed | SysRequest
 
 _enc = msgspec.msgpack.Encoder()
 _dec_to_worker = msgspec.msgpack.Decoder(SupervisorToWorker)

@@ -42,11 +42,11 @@ class Account:
         self.out_msgs = 0
         self.out_bytes = 0
 
-    def route(self, src: Client, subject: bytes, reply: bytes | None, hdr_len: int, data: bytes) -> int:
+    def route(self, src: Client | None, subject: bytes, reply: bytes | None, hdr_len: int, data: bytes) -> int:
         """Deliver one published message; returns the number of deliveries."""
         result = self.sublist.match(subject)
         delivered = 0
-        echo = src.echo
+        echo = src.echo if src is not None else True
         for sub in result.psubs:
             c = sub.client
             if c is src and not echo:
@@ -69,7 +69,7 @@ class Account:
 
 def _deliver_queue(
     group: tuple[Sub, ...],
-    src: Client,
+    src: Client | None,
     echo: bool,
     subject: bytes,
     reply: bytes | None,

@@ -35,6 +35,7 @@ import msgspec
 
 from natsd.auth.authenticate import credential_digest
 from natsd.auth.permissions import CompiledPermissions, reserved_publish, reserved_reply
+from natsd.auth.sysreq import is_system_request
 from natsd.ipc.messages import HandOff
 from natsd.proto import errors as E
 from natsd.proto.connect import ConnectOptions, parse_connect, validate_connect
@@ -284,6 +285,9 @@ class Client(asyncio.Protocol):
         acc.in_msgs += 1
         acc.in_bytes += len(data)
         n = acc.route(self, subject, reply, hdr_len, data)
+        if self.is_system and is_system_request(subject):
+            self.worker.forward_system_request(self, subject, reply, data[hdr_len:] if hdr_len >= 0 else data)
+            n += 1
         if n == 0 and reply is not None and self.no_responders:
             self._no_responders(subject, reply)
 

@@ -82,6 +82,11 @@ class Worker:
             self._disconnect(msg)
         elif isinstance(msg, M.UpdatePermissions):
             self._update_permissions(msg)
+        elif isinstance(msg, M.Publish):
+            acc = self.accounts.get(msg.account)
+            if acc is not None:
+                acc.route(None, msg.subject, msg.reply, -1, msg.payload)
+                self.flush()
 
     def _hello(self, msg: M.Hello) -> None:
         if msg.protocol_version != M.PROTOCOL_VERSION:
@@ -139,6 +144,10 @@ class Worker:
                 log.debug("cannot report closed client: %s", e)
         if not acc.clients and acc.sublist.count() == 0:
             self.accounts.pop(acc.name, None)
+
+    def forward_system_request(self, client: Client, subject: bytes, reply: bytes | None, payload: bytes) -> None:
+        req = M.SysRequest(account=client.account.name, subject=subject, reply=reply, payload=payload, client_id=client.cid)
+        self.channel.send(M.encode(req))
 
     def flush(self) -> None:
         dirty = self.dirty

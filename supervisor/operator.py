@@ -1,0 +1,169 @@
+"""Operator (JWT) mode in the supervisor: trust, resolvers, live updates.
+
+Theory of operation
+-------------------
+In operator mode the server stores no user secrets: a client presents a user
+JWT and signs the INFO nonce; :class:`natsd.auth.operator.JwtAuthenticator`
+verifies the chain up to a trusted operator, fetching the account JWT from
+the resolver (``MEMORY`` with ``resolver_preload``, or the ``full``
+directory resolver). Account names are account public keys, so sharding
+places accounts that appear at runtime without any table.
+
+The system account's clients manage accounts through ``$SYS.REQ.`` subjects.
+The worker that owns the system account forwards those publishes to the
+supervisor (:class:`~natsd.ipc.messages.SysRequest`); the supervisor, which
+alone holds the resolver, stores the update, answers with nats-server's reply
+body, and re-evaluates every live connection of the updated account: revoked
+users are closed with ``User Authentication Revoked``, users whose signing
+key disappeared with ``Authorization Violation``, and so on
+(``natsd.auth.operator.reevaluate``). Updates whose issuer is not trusted
+are never applied.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from natsd.auth.jwt import AccountClaims
+from natsd.auth.operator import JwtAuthenticator, OperatorConfigError, TrustedOperators, reevaluate
+from natsd.auth.resolver import (
+    DirResolver,
+    MemoryResolver,
+    claims_lookup_reply,
+    claims_update_reply,
+    process_claims_update,
+)
+from natsd.auth.sysreq import GENERIC_UPDATE, SERVER_PING
+from natsd.auth.sysreq import LOOKUP as _LOOKUP
+from natsd.auth.sysreq import UPDATE as _UPDATE
+from natsd.config.schema import Options
+from natsd.ipc import messages as M
+
+if TYPE_CHECKING:
+    from supervisor.server import Supervisor
+
+log = logging.getLogger("natsd.operator")
+
+
+
+def build_authenticator(opts: Options) -> JwtAuthenticator | None:
+    """The JWT verifier for operator mode, or None when not in operator mode.
+
+    Raises :class:`OperatorConfigError` for an unusable trust configuration.
+    """
+    if not (opts.operators or opts.trusted_keys):
+        return None
+    trusted = TrustedOperators(opts.operators, opts.trusted_keys)
+    resolver: MemoryResolver | DirResolver
+    r = opts.resolver
+    if r is not None and r.type == "full":
+        if not r.dir:
+            raise OperatorConfigError("resolver of type full requires a dir")
+        resolver = DirResolver(r.dir, allow_delete=r.allow_delete, hard_delete=r.hard_delete, limit=r.limit)
+        now = time.time()
+        for pub, token in opts.resolver_preload:
+            resolver.store(token, now, pubkey=pub)
+    elif r is None or r.type == "memory":
+        resolver = MemoryResolver(dict(opts.resolver_preload))
+    else:
+        raise OperatorConfigError(f"resolver type {r.type!r} is not supported by natsd yet")
+    sys_acc = opts.system_account if opts.system_account != "$SYS" else None
+    return JwtAuthenticator(trusted, resolver, sys_acc or trusted.system_account, opts.resolver_pinned_accounts)
+
+
+class OperatorMode:
+    def __init__(self, sup: Supervisor, authn: JwtAuthenticator) -> None:
+        self.sup = sup
+        self.authn = authn
+
+    @property
+    def system_account(self) -> str | None:
+        return self.authn.system_account
+
+    def _server_info(self) -> dict[str, Any]:
+        sup = self.sup
+        return {
+            "name": sup.opts.server_name or sup.server_id,
+            "host": sup.opts.host,
+            "id": sup.server_id,
+            "ver": sup.info.get("version", ""),
+            "jetstream": False,
+            "flags": 0,
+            "seq": 0,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime()),
+        }
+
+    def handle(self, req: M.SysRequest) -> None:
+        if req.account != self.system_account:
+            return  # only system-account clients may manage accounts
+        subject = req.subject
+        reply_body: bytes | None = None
+        m = _LOOKUP.match(subject)
+        if m is not None:
+            acc = m.group(1).decode()
+            reply_body = claims_lookup_reply(self.authn.resolver, acc)  # type: ignore[arg-type]
+        elif subject == SERVER_PING:
+            reply_body = self._statsz()
+        else:
+            m = _UPDATE.match(subject)
+            target = m.group(1).decode() if m is not None else None
+            if m is None and subject != GENERIC_UPDATE:
+                return
+            reply_body = self._update(req.payload, target)
+        if req.reply and reply_body is not None:
+            self.sup.publish(req.account, req.reply, reply_body)
+
+    def _update(self, body: bytes, target: str | None) -> bytes:
+        authn = self.authn
+        before = authn.resolver.lookup(target) if target else None
+        account, message, error, _ = process_claims_update(
+            authn.resolver,  # type: ignore[arg-type]
+            body,
+            target,
+            time.time(),
+            operator_key=authn.trusted.operator_key,
+            strict=authn.trusted.strict,
+        )
+        if error is None:
+            claims = authn.verify_account_jwt(body.decode("ascii"), account)
+            if isinstance(claims, str):
+                # Stored, but not trusted: never applied to live connections.
+                log.warning("account %s update not applied: %s", account, claims)
+            else:
+                old = authn.verify_account_jwt(before, account) if before else None
+                self.apply(account, claims, old if isinstance(old, AccountClaims) else None)
+            log.info("account %s: %s", account, message)
+        else:
+            log.info("account %s: %s - %s", account, message, error)
+        return claims_update_reply(self._server_info(), account, message, error)
+
+    def apply(self, account: str, claims: AccountClaims, old: AccountClaims | None) -> None:
+        """Re-evaluate every live connection of ``account`` after an update."""
+        sup = self.sup
+        now = time.time()
+        strict = account in self.authn.trusted.strict_keys or self.authn.trusted.strict
+        for cid, entry in list(sup.clients.items()):
+            if entry.account != account or not entry.jwt:
+                continue
+            verdict = reevaluate(entry.jwt, claims, now, old_account=old, strict=strict)
+            if verdict is not None:
+                log.info("cid:%d - closing after account update: %s", cid, verdict)
+                sup.arbiter.send(entry.worker, M.Disconnect(client_id=cid, error=verdict))
+
+    def _statsz(self) -> bytes:
+        import msgspec
+
+        sup = self.sup
+        body = {
+            "server": self._server_info(),
+            "statsz": {
+                "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sup.start_time)),
+                "connections": len(sup.clients),
+                "total_connections": sup.total_connections,
+                "active_accounts": len(sup.account_conns),
+                "workers": sup.workers,
+            },
+        }
+        return msgspec.json.encode(body)

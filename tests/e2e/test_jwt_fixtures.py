@@ -1,0 +1,248 @@
+"""Operator mode end to end, on the shared JWT fixture set, read in place.
+
+natsd runs on ``../shared/fixtures/jwt/server-memory-resolver.conf`` and every
+connect-time case of ``expected.json`` must give the outcome the real
+nats-server gave (``ok`` = CONNECT+PING answered with PONG, otherwise the
+exact first line, then the connection closes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import nkeys
+import pytest
+from servers import SHARED, Server, running
+
+pytestmark = pytest.mark.e2e
+
+FIX = SHARED / "fixtures" / "jwt"
+if not (FIX / "expected.json").exists():
+    pytest.skip("shared JWT fixtures not present beside the repo", allow_module_level=True)
+EXPECTED: dict[str, Any] = json.loads((FIX / "expected.json").read_text())
+
+
+def creds(rel: str) -> tuple[str, str]:
+    from natsd.auth.jwt import parse_creds
+
+    return parse_creds((FIX / rel).read_text())
+
+
+def b64url(b: bytes) -> str:
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+class Raw:
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.buf = b""
+        line = self.line()
+        assert line.startswith("INFO ")
+        self.info = json.loads(line[5:])
+
+    def line(self) -> str:
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line.decode()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def connect(self, jwt: str | None, seed: str | None, *, std_b64: bool = False) -> str:
+        opts: dict[str, Any] = {"verbose": False, "pedantic": False, "protocol": 1, "headers": True}
+        if jwt:
+            opts["jwt"] = jwt
+        if seed:
+            sig = nkeys.from_seed(seed.encode()).sign(self.info["nonce"].encode())
+            opts["sig"] = base64.b64encode(sig).decode() if std_b64 else b64url(sig)
+        self.send(b"CONNECT " + json.dumps(opts).encode() + b"\r\nPING\r\n")
+        first = self.line()
+        return "ok" if first == "PONG" else first
+
+    def closed(self) -> bool:
+        self.sock.settimeout(3)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+        except (TimeoutError, ConnectionResetError):
+            return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    store = tmp_path_factory.mktemp("js")
+    with running("natsd", ["-sd", str(store)], config=str(FIX / "server-memory-resolver.conf")) as s:
+        yield s
+
+
+@pytest.mark.parametrize("case", EXPECTED["connect_cases"], ids=lambda c: c["user"])
+def test_connect_case(server: Server, case: dict[str, Any]) -> None:
+    jwt, seed = creds(case["creds"])
+    raw = Raw(server.port)
+    try:
+        assert len(raw.info["nonce"]) == 15
+        got = raw.connect(jwt, seed)
+        assert got == case["expect"], case["why"]
+        if got != "ok":
+            assert raw.closed()
+    finally:
+        raw.close()
+
+
+@pytest.mark.parametrize("case", EXPECTED["protocol_cases"], ids=lambda c: c["id"])
+def test_protocol_case(server: Server, case: dict[str, Any]) -> None:
+    raw = Raw(server.port)
+    try:
+        if case["id"] == "no-jwt":
+            got = raw.connect(None, None)
+        else:
+            jwt, seed = creds(f"users/{case['user']}.creds")
+            if case["id"] in ("alice-no-sig", "bearer-no-sig"):
+                got = raw.connect(jwt, None)
+            elif case["id"] == "alice-wrong-sig":
+                _, carol_seed = creds("users/C/carol.creds")
+                got = raw.connect(jwt, carol_seed)
+            else:
+                got = raw.connect(jwt, seed, std_b64=True)
+        assert got == case["expect"]
+    finally:
+        raw.close()
+
+
+def test_permission_cases(server: Server) -> None:
+    jwt, seed = creds("users/A/restricted.creds")
+    raw = Raw(server.port)
+    try:
+        assert raw.connect(jwt, seed) == "ok"
+        raw.line()  # the INFO that follows the first PONG
+        for case in EXPECTED["permission_cases"]:
+            if case["op"] not in ("PUB", "SUB"):
+                continue
+            if case["op"] == "PUB":
+                raw.send(f"PUB {case['subject']} 2\r\nhi\r\nPING\r\n".encode())
+            else:
+                raw.send(f"SUB {case['subject']} 9\r\nPING\r\n".encode())
+            got = raw.line()
+            if case["expect"] == "ok":
+                assert got == "PONG", case
+            else:
+                assert got == case["expect"], case
+                assert raw.line() == "PONG"
+    finally:
+        raw.close()
+
+
+def test_allow_responses_reply_once(server: Server) -> None:
+    r_jwt, r_seed = creds("users/A/restricted.creds")
+    a_jwt, a_seed = creds("users/A/alice.creds")
+    responder = Raw(server.port)
+    requester = Raw(server.port)
+    try:
+        assert responder.connect(r_jwt, r_seed) == "ok"
+        responder.line()
+        assert requester.connect(a_jwt, a_seed) == "ok"
+        requester.line()
+        responder.send(b"SUB a.ok.req 1\r\nPING\r\n")
+        assert responder.line() == "PONG"
+        requester.send(b"SUB _INBOX.r1 1\r\nPUB a.ok.req _INBOX.r1 1\r\nq\r\nPING\r\n")
+        assert requester.line() == "PONG"
+        assert responder.line() == "MSG a.ok.req 1 _INBOX.r1 1"
+        assert responder.line() == "q"
+        responder.send(b"PUB _INBOX.r1 1\r\na\r\nPING\r\n")
+        assert responder.line() == "PONG"
+        responder.send(b"PUB _INBOX.r1 1\r\nb\r\nPING\r\n")
+        assert responder.line() == "-ERR 'Permissions Violation for Publish to \"_INBOX.r1\"'"
+        assert requester.line() == "MSG _INBOX.r1 1 1"
+    finally:
+        responder.close()
+        requester.close()
+
+
+def test_live_revocation(server: Server) -> None:
+    case = EXPECTED["live_cases"][0]
+    victim = Raw(server.port)
+    admin = Raw(server.port)
+    try:
+        v_jwt, v_seed = creds("users/A/live-revoked.creds")
+        assert victim.connect(v_jwt, v_seed) == "ok"
+        victim.line()
+        s_jwt, s_seed = creds("users/SYS/sysuser.creds")
+        assert admin.connect(s_jwt, s_seed) == "ok"
+        admin.line()
+        update = (FIX / case["push"]).read_bytes().strip()
+        account = EXPECTED["accounts"]["A"]["public"]
+        admin.send(b"SUB _INBOX.upd 1\r\n")
+        admin.send(b"PUB $SYS.REQ.ACCOUNT.%s.CLAIMS.UPDATE _INBOX.upd %d\r\n%s\r\n" % (account.encode(), len(update), update))
+        assert admin.line().startswith("MSG _INBOX.upd 1 ")
+        reply = json.loads(admin.line())
+        assert reply["data"]["message"] == case["expect_push_reply"]
+        assert victim.line() == case["expect"]
+        assert victim.closed()
+    finally:
+        victim.close()
+        admin.close()
+
+
+def test_live_expiry(server: Server) -> None:
+    """A user JWT minted to expire in 2 s is cut off with the expiry error."""
+    from natsd.auth.jwt import parse_creds
+
+    seed_a = (FIX / "keys" / "account" / "A.nk").read_text().strip()
+    acc = nkeys.from_seed(seed_a.encode())
+    user_seed = nkeys.encode_seed(b"\x07" * 32, nkeys.PREFIX_BYTE_USER)
+    user = nkeys.from_seed(user_seed)
+    head = b64url(json.dumps({"typ": "JWT", "alg": "ed25519-nkey"}).encode())
+    claims = {
+        "iat": int(time.time()),
+        "exp": int(time.time()) + 2,
+        "iss": acc.public_key.decode(),
+        "sub": user.public_key.decode(),
+        "jti": "live-expiry",
+        "name": "soon",
+        "nats": {"type": "user", "version": 2, "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1},
+    }
+    body = b64url(json.dumps(claims).encode())
+    token = f"{head}.{body}.{b64url(acc.sign(f'{head}.{body}'.encode()))}"
+    assert parse_creds  # same codec the server uses parses what we mint
+    raw = Raw(server.port)
+    try:
+        assert raw.connect(token, user_seed.decode()) == "ok"
+        raw.line()
+        raw.sock.settimeout(6)
+        assert raw.line() == EXPECTED["live_cases"][1]["expect"]
+        assert raw.closed()
+    finally:
+        raw.close()
+
+
+def test_nats_py_user_credentials(server: Server) -> None:
+    async def main() -> None:
+        nc = await nats.connect(server.url, user_credentials=str(FIX / "users" / "A" / "alice.creds"))
+        sub = await nc.subscribe("a.hello")
+        await nc.publish("a.hello", b"hi")
+        msg = await sub.next_msg(timeout=2)
+        assert msg.data == b"hi"
+        await nc.close()
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_fixture_paths_are_read_in_place() -> None:
+    assert Path(FIX).resolve().parts[-3:] == ("shared", "fixtures", "jwt")
