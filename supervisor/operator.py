@@ -117,7 +117,20 @@ class OperatorMode:
 
     def _update(self, body: bytes, target: str | None) -> bytes:
         authn = self.authn
-        before = authn.resolver.lookup(target) if target else None
+        try:
+            token = body.decode("ascii").strip()
+        except UnicodeDecodeError:
+            token = ""
+        checked = authn.verify_account_jwt(token, target) if token else "account_invalid"
+        if checked == "account_untrusted":
+            # nats-server refuses to store what no trusted operator signed.
+            account = target or _subject_of(token) or "n/a"
+            log.info("account %s: update refused: issuer not trusted", account)
+            return claims_update_reply(
+                self._server_info(), account, "jwt update resulted in error", "account validation failed"
+            )
+        key = target or (checked.sub if isinstance(checked, AccountClaims) else None)
+        before = authn.resolver.lookup(key) if key else None
         account, message, error, _ = process_claims_update(
             authn.resolver,  # type: ignore[arg-type]
             body,
@@ -126,17 +139,12 @@ class OperatorMode:
             operator_key=authn.trusted.operator_key,
             strict=authn.trusted.strict,
         )
-        if error is None:
-            claims = authn.verify_account_jwt(body.decode("ascii"), account)
-            if isinstance(claims, str):
-                # Stored, but not trusted: never applied to live connections.
-                log.warning("account %s update not applied: %s", account, claims)
-            else:
-                old = authn.verify_account_jwt(before, account) if before else None
-                self.apply(account, claims, old if isinstance(old, AccountClaims) else None)
+        if error is None and isinstance(checked, AccountClaims):
+            old = authn.verify_account_jwt(before, account) if before else None
+            self.apply(account, checked, old if isinstance(old, AccountClaims) else None)
             log.info("account %s: %s", account, message)
         else:
-            log.info("account %s: %s - %s", account, message, error)
+            log.info("account %s: %s - %s", account, message, error or checked)
         return claims_update_reply(self._server_info(), account, message, error)
 
     def apply(self, account: str, claims: AccountClaims, old: AccountClaims | None) -> None:
@@ -167,3 +175,12 @@ class OperatorMode:
             },
         }
         return msgspec.json.encode(body)
+
+
+def _subject_of(token: str) -> str | None:
+    from natsd.auth.jwt import JwtError, decode
+
+    try:
+        return decode(token).sub
+    except JwtError:
+        return None

@@ -246,3 +246,66 @@ def test_nats_py_user_credentials(server: Server) -> None:
 
 def test_fixture_paths_are_read_in_place() -> None:
     assert Path(FIX).resolve().parts[-3:] == ("shared", "fixtures", "jwt")
+
+
+@pytest.fixture(scope="module")
+def full_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """natsd with the full (directory) resolver that knows only the system
+    account at start; every other account is pushed at runtime."""
+    import re
+
+    text = (FIX / "server-memory-resolver.conf").read_text()
+    op = re.search(r"^operator:\s*(\S+)", text, re.M)
+    sys_acc = EXPECTED["operator"]["system_account"]
+    assert op is not None
+    d = tmp_path_factory.mktemp("jwt-full")
+    conf = d / "full.conf"
+    sys_jwt = (FIX / EXPECTED["accounts"]["SYS"]["jwt"]).read_text().strip()
+    conf.write_text(
+        f"operator: {op.group(1)}\nsystem_account: {sys_acc}\n"
+        f'resolver: {{ type: full, dir: "{d / "jwts"}", allow_delete: false }}\n'
+        f"resolver_preload: {{ {sys_acc}: {sys_jwt} }}\n"
+    )
+    with running("natsd", config=str(conf)) as s:
+        admin = Raw(s.port)
+        s_jwt, s_seed = creds("users/SYS/sysuser.creds")
+        assert admin.connect(s_jwt, s_seed) == "ok"
+        admin.line()
+        admin.send(b"SUB _INBOX.push 1\r\n")
+        for name, acc in EXPECTED["accounts"].items():
+            if name == "SYS" or not (FIX / acc["jwt"]).exists():
+                continue
+            token = (FIX / acc["jwt"]).read_bytes().strip()
+            admin.send(b"PUB $SYS.REQ.CLAIMS.UPDATE _INBOX.push %d\r\n%s\r\n" % (len(token), token))
+            assert admin.line().startswith("MSG _INBOX.push 1 ")
+            reply = json.loads(admin.line())
+            if name == "W":  # signed by an untrusted operator: refused, not stored
+                assert reply["error"]["description"] == "jwt update resulted in error - account validation failed"
+            else:
+                assert "server" in reply and ("data" in reply or "error" in reply), (name, reply)
+        admin.close()
+        yield s
+
+
+@pytest.mark.parametrize("case", EXPECTED["connect_cases"], ids=lambda c: c["user"])
+def test_connect_case_full_resolver_pushed(full_server: Server, case: dict[str, Any]) -> None:
+    jwt, seed = creds(case["creds"])
+    raw = Raw(full_server.port)
+    try:
+        assert raw.connect(jwt, seed) == case["expect"], case["why"]
+    finally:
+        raw.close()
+
+
+def test_full_resolver_lookup(full_server: Server) -> None:
+    raw = Raw(full_server.port)
+    try:
+        s_jwt, s_seed = creds("users/SYS/sysuser.creds")
+        assert raw.connect(s_jwt, s_seed) == "ok"
+        raw.line()
+        a = EXPECTED["accounts"]["A"]["public"]
+        raw.send(b"SUB _INBOX.l 1\r\nPUB $SYS.REQ.ACCOUNT.%s.CLAIMS.LOOKUP _INBOX.l 0\r\n\r\n" % a.encode())
+        assert raw.line().startswith("MSG _INBOX.l 1 ")
+        assert raw.line() == (FIX / EXPECTED["accounts"]["A"]["jwt"]).read_text().strip()
+    finally:
+        raw.close()
