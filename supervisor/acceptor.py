@@ -140,6 +140,11 @@ class Handshake:
                 log.debug("cid:%d - client closed before CONNECT", self.cid)
                 self._close()
                 return
+            if not received and data[:1] not in (b"C", b"c") and not cfg.no_auth_fast_path():
+                # nats-server decides on the first byte: with authentication
+                # required, anything but CONNECT is a violation.
+                await self._refuse(E.ERR_AUTH_VIOLATION, "operation before CONNECT")
+                return
             received += data
             ops, rest = parser.feed_first(data)
             if ops:

@@ -38,8 +38,11 @@ class BadRequest(Exception):
 
 
 def rfc3339(ts: float) -> str:
-    """A Unix time as Go marshals ``time.Time`` in UTC (RFC3339Nano)."""
-    ns = round(ts * _NS)
+    """A Unix time as Go marshals ``time.Time`` in UTC (RFC3339Nano).
+
+    A float timestamp only carries about microsecond precision, so it is
+    rounded there rather than printing float noise as nanoseconds."""
+    ns = round(ts * 1_000_000) * 1000
     secs, frac = divmod(ns, _NS)
     base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
     if frac:
@@ -143,4 +146,6 @@ def q_bool(q: Mapping[str, list[str]], key: str, default: bool = False) -> bool:
         return True
     if raw in _FALSE:
         return False
-    raise BadRequest(f"Error decoding boolean for '{key}': strconv.ParseBool: parsing \"{raw}\": invalid syntax")
+    raise BadRequest(
+        f"Error decoding boolean for '{key}': strconv.ParseBool: parsing \"{raw}\": invalid syntax"
+    )

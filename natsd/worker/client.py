@@ -66,12 +66,15 @@ PING = b"PING\r\n"
 PONG = b"PONG\r\n"
 CRLF = b"\r\n"
 FIRST_PING_DELAY = 2.0
+# Reserved subjects start with "_" or "$": test one byte before calling out.
+_RESERVED_FIRST = (b"_", b"$")
+PREFIX_CACHE_MAX = 256
 
 
 class Sub:
     """A subscription; the sublist compares these by identity."""
 
-    __slots__ = ("client", "delivered", "filtered", "max_msgs", "queue", "sid", "subject")
+    __slots__ = ("client", "delivered", "filtered", "max_msgs", "prefixes", "queue", "sid", "subject")
 
     def __init__(self, client: Client, subject: bytes, queue: bytes | None, sid: bytes) -> None:
         self.client = client
@@ -81,6 +84,8 @@ class Sub:
         self.max_msgs = 0
         self.delivered = 0
         self.filtered = False
+        # delivered subject -> b"MSG <subject> <sid> " (bounded; see deliver)
+        self.prefixes: dict[bytes, bytes] = {}
 
 
 class Client(asyncio.Protocol):
@@ -115,6 +120,7 @@ class Client(asyncio.Protocol):
         if h.max_payload >= 0:
             max_payload = min(max_payload, h.max_payload)
         self.max_payload = max_payload
+        self.payload_limited = max_payload < cfg.max_payload
         self.max_subs = cfg.max_subscriptions
         if h.max_subscriptions >= 0 and (self.max_subs <= 0 or h.max_subscriptions < self.max_subs):
             self.max_subs = h.max_subscriptions
@@ -154,6 +160,8 @@ class Client(asyncio.Protocol):
         self.ping_sent_at = 0.0
         self.rtt = 0.0
         self.first_pong_info = True
+        self.checked = True
+        self._update_fast()
         self._timer: asyncio.TimerHandle | None = None
         self._expiry: asyncio.TimerHandle | None = None
 
@@ -214,30 +222,35 @@ class Client(asyncio.Protocol):
             ops = self.parser.feed(data)
         except ProtocolError as e:  # pragma: no cover - the parser reports errors as ops
             ops = [(OP_ERROR, e)]
+        pub = self._pub
         for op in ops:
             kind = op[0]
             if kind == OP_PUB:
-                self._pub(op[1], op[2], -1, op[3])
+                pub(op[1], op[2], -1, op[3])
             elif kind == OP_HPUB:
-                self._pub(op[1], op[2], op[3], op[4])
-            elif kind == OP_SUB:
-                self._sub(op[1], op[2], op[3])
-            elif kind == OP_UNSUB:
-                self._unsub(op[1], op[2])
-            elif kind == OP_PING:
-                self._ping()
-            elif kind == OP_PONG:
-                self._pong()
-            elif kind == OP_CONNECT:
-                self._connect(op[1])
-            elif kind == OP_CLIENT_ERR:
-                self.close(ClosedReason.ParseError)
-            elif kind == OP_ERROR:
-                err = op[1]
-                self._protocol_error(err)
+                pub(op[1], op[2], op[3], op[4])
+            else:
+                self._other(op)
             if self.closed:
                 break
         self.worker.flush()
+
+    def _other(self, op: tuple) -> None:  # type: ignore[type-arg]
+        kind = op[0]
+        if kind == OP_SUB:
+            self._sub(op[1], op[2], op[3])
+        elif kind == OP_UNSUB:
+            self._unsub(op[1], op[2])
+        elif kind == OP_PING:
+            self._ping()
+        elif kind == OP_PONG:
+            self._pong()
+        elif kind == OP_CONNECT:
+            self._connect(op[1])
+        elif kind == OP_CLIENT_ERR:
+            self.close(ClosedReason.ParseError)
+        elif kind == OP_ERROR:
+            self._protocol_error(op[1])
 
     def _protocol_error(self, err: ProtocolError) -> None:
         wire = err.wire() if err.text else None
@@ -253,27 +266,23 @@ class Client(asyncio.Protocol):
         self._mark_dirty()
 
     # -- ops -------------------------------------------------------------
+    def _update_fast(self) -> None:
+        """Recompute whether a publish needs any per-message check beyond the
+        reserved-prefix tests (the common case: none)."""
+        self.checked = bool(
+            self.pedantic or self.perms is not None or self.verbose or self.is_system or self.payload_limited
+        )
+
     def _pub(self, subject: bytes, reply: bytes | None, hdr_len: int, data: bytes) -> None:
         self.in_msgs += 1
         self.in_bytes += len(data)
-        if len(data) > self.max_payload:
-            self.close(ClosedReason.MaxPayloadExceeded, ProtocolError(E.ERR_MAX_PAYLOAD, True).wire())
-            return
-        if hdr_len >= 0 and not self.headers:
-            # HPUB from a client that did not negotiate headers.
-            self.close(ClosedReason.ProtocolViolation, ProtocolError(E.ERR_UNKNOWN_OP, True).wire())
-            return
-        if self.pedantic and not valid_literal_subject(subject):
-            # nats-server reports the error but still routes the message.
-            self._send_err(ProtocolError(E.ERR_INVALID_PUB_SUBJECT, False).wire())
-        perms = self.perms
-        if perms is not None and not perms.can_publish(subject, time.monotonic()):
+        if self.checked:
+            if not self._pub_allowed(subject, reply, data):
+                return
+        elif subject[:1] in _RESERVED_FIRST and reserved_publish(subject, False):
             self._send_err(E.pub_violation(subject))
             return
-        if reserved_publish(subject, self.is_system):
-            self._send_err(E.pub_violation(subject))
-            return
-        if reply is not None and reserved_reply(reply):
+        if reply is not None and reply[:1] in _RESERVED_FIRST and reserved_reply(reply):
             self._send_err(E.pub_reply_violation(reply))
             return
         if self.verbose:
@@ -290,6 +299,22 @@ class Client(asyncio.Protocol):
             n += 1
         if n == 0 and reply is not None and self.no_responders:
             self._no_responders(subject, reply)
+
+    def _pub_allowed(self, subject: bytes, reply: bytes | None, data: bytes) -> bool:
+        if len(data) > self.max_payload:
+            self.close(ClosedReason.MaxPayloadExceeded, ProtocolError(E.ERR_MAX_PAYLOAD, True).wire())
+            return False
+        if self.pedantic and not valid_literal_subject(subject):
+            # nats-server reports the error but still routes the message.
+            self._send_err(ProtocolError(E.ERR_INVALID_PUB_SUBJECT, False).wire())
+        perms = self.perms
+        if perms is not None and not perms.can_publish(subject, time.monotonic()):
+            self._send_err(E.pub_violation(subject))
+            return False
+        if reserved_publish(subject, self.is_system):
+            self._send_err(E.pub_violation(subject))
+            return False
+        return True
 
     def _no_responders(self, subject: bytes, reply: bytes) -> None:
         for sub in self.account.sublist.match(reply).psubs:
@@ -398,6 +423,7 @@ class Client(asyncio.Protocol):
         self.lang = c.lang
         self.version = c.version
         self.connected = True
+        self._update_fast()
         if self.verbose:
             self.out += OK
             self._mark_dirty()
@@ -411,14 +437,23 @@ class Client(asyncio.Protocol):
         if self.closed:
             return
         out = self.out
-        rep = b" " + reply if reply is not None else b""
         if hdr_len < 0:
-            out += b"MSG %s %s%s %d\r\n" % (subject, sub.sid, rep, len(data))
+            prefix = sub.prefixes.get(subject)
+            if prefix is None:
+                if len(sub.prefixes) >= PREFIX_CACHE_MAX:
+                    sub.prefixes.clear()
+                prefix = sub.prefixes[subject] = b"MSG " + subject + b" " + sub.sid + b" "
+            if reply is None:
+                out += prefix + b"%d\r\n" % len(data)
+            else:
+                out += prefix + reply + b" %d\r\n" % len(data)
             out += data
         elif self.headers:
+            rep = b" " + reply if reply is not None else b""
             out += b"HMSG %s %s%s %d %d\r\n" % (subject, sub.sid, rep, hdr_len, len(data))
             out += data
         else:
+            rep = b" " + reply if reply is not None else b""
             out += b"MSG %s %s%s %d\r\n" % (subject, sub.sid, rep, len(data) - hdr_len)
             out += data[hdr_len:]
         out += CRLF
@@ -429,12 +464,9 @@ class Client(asyncio.Protocol):
             self.worker.dirty.append(self)
         if reply is not None and self.perms is not None and self.perms.responses_enabled:
             self.perms.track_reply(reply, time.monotonic())
-        if sub.max_msgs:
-            sub.delivered += 1
-            if sub.delivered >= sub.max_msgs:
-                self._remove_sub(sub)
-        else:
-            sub.delivered += 1
+        sub.delivered += 1
+        if sub.max_msgs and sub.delivered >= sub.max_msgs:
+            self._remove_sub(sub)
 
     def _mark_dirty(self) -> None:
         if not self.dirty:

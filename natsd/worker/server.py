@@ -225,6 +225,7 @@ class Worker:
         for c in self.clients.values():
             if c.account.name == msg.account and c.user == msg.user:
                 c.perms = CompiledPermissions.build(msg.permissions)
+                c._update_fast()
                 for sub in c.subs.values():
                     sub.filtered = c.perms is not None and c.perms.needs_delivery_filter(sub.subject, sub.queue)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import socket
 import time
@@ -110,7 +111,17 @@ def transcript_info(
 
 
 def run(coro: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 30))
+    """Run ``coro``; then collect garbage at a safe point.
+
+    nats-py leaves the socket of a refused connection to the garbage collector;
+    its ResourceWarning, raised from a finaliser in the middle of an unrelated
+    ``ast.parse`` (pytest's lazy imports), trips CPython 3.11's non-reentrant
+    AST recursion check ("AST constructor recursion depth mismatch").
+    """
+    try:
+        return asyncio.run(asyncio.wait_for(coro, 30))
+    finally:
+        gc.collect()
 
 
 async def _quiet(_e: Exception) -> None:
@@ -124,3 +135,71 @@ async def nats_connect(url: str, **kw: Any) -> nats.NATS:
     kw.setdefault("connect_timeout", 3)
     kw.setdefault("error_cb", _quiet)
     return await nats.connect(url, **kw)
+
+
+class Raw:
+    """One raw client connection for multi-connection scripts.
+
+    ``sync()`` sends PING and returns every line the server sent up to the
+    matching PONG (server PINGs are answered and left out), so a transcript is
+    deterministic: PUBs acknowledged by a publisher's PONG were already routed.
+    """
+
+    def __init__(self, port: int, connect: bytes, timeout: float = 3.0) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.info = read_info(self.sock)
+        self.buf = b""
+        self.closed = False
+        self.sock.sendall(connect)
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def sync(self, data: bytes = b"") -> list[str]:
+        try:
+            self.sock.sendall(data + b"PING\r\n")
+        except OSError:
+            self.closed = True
+        out: list[str] = []
+        while not self.closed:
+            consumed = 0
+            for lines, offset in self._frames():
+                if lines == ["PONG"]:
+                    self.buf = self.buf[offset:]
+                    return out
+                if lines == ["PING"]:
+                    self.sock.sendall(b"PONG\r\n")
+                else:
+                    out.extend(lines)
+                consumed = offset
+            if consumed:
+                self.buf = self.buf[consumed:]
+            try:
+                chunk = self.sock.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                chunk = b""
+            if not chunk:
+                self.closed = True
+            self.buf += chunk
+        out += [line for line in _lines(self.buf) if line != "PING"]
+        self.buf = b""
+        return [*out, "<closed>"]
+
+    def _frames(self) -> list[tuple[list[str], int]]:
+        """Complete frames in the buffer (a MSG with its payload), each with its end offset."""
+        frames: list[tuple[list[str], int]] = []
+        buf = self.buf
+        i = 0
+        while (j := buf.find(b"\r\n", i)) >= 0:
+            parts = buf[i:j].split(b" ")
+            end = j + 2
+            if parts[0] in (b"MSG", b"HMSG"):
+                end += int(parts[-1]) + 2
+                if end > len(buf):
+                    break
+            frames.append((_lines(buf[i:end]), end))
+            i = end
+        return frames
+
+    def close(self) -> None:
+        self.sock.close()

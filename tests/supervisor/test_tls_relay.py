@@ -33,7 +33,7 @@ from supervisor.tls import (
 )
 
 SMALL_BUF = 32 * 1024
-BULK = 8 * 1024 * 1024
+BULK = 4 * 1024 * 1024
 LIMITS = RelayLimits()
 # What a bounded buffer may hold: its high-water mark plus one read chunk, with slack.
 BOUND = LIMITS.high_water + 512 * 1024
@@ -176,6 +176,7 @@ def test_bulk_client_to_worker_with_back_pressure(
             sent[0] = off + 64 * 1024
         assert await reader.read() == b""  # the relay closes after the worker does
         writer.close()
+        await writer.wait_closed()
 
     async def main() -> None:
         lsock = listener()
@@ -213,6 +214,7 @@ def test_bulk_worker_to_client_with_back_pressure_and_half_close(
         await asyncio.to_thread(go.wait, 30)
         data = await reader.read()  # until the worker's EOF arrives as close_notify
         writer.close()
+        await writer.wait_closed()
         return data
 
     def worker_send(sock: socket.socket) -> None:
@@ -302,6 +304,7 @@ def test_stalled_handshake_times_out_without_blocking_others(
         writer.write(b"PING\r\n")
         data = await reader.readexactly(6)
         writer.close()
+        await writer.wait_closed()
         return data
 
     async def main() -> None:
@@ -310,7 +313,7 @@ def test_stalled_handshake_times_out_without_blocking_others(
         port = lsock.getsockname()[1]
         silent = socket.create_connection(("127.0.0.1", port))  # never sends a ClientHello
         sock, _ = await loop.sock_accept(lsock)
-        stalled = asyncio.ensure_future(accept_tls(loop, sock, server_ctx, 3.0))
+        stalled = asyncio.ensure_future(accept_tls(loop, sock, server_ctx, 2.0))
         cli = in_thread(good_client, port)
         conn = await accept_one(lsock, server_ctx, info=True, timeout=3.0)
         assert await conn.recv() == b"PING\r\n"
@@ -334,6 +337,7 @@ def test_client_hello_already_buffered_and_peek(pki: PKI, server_ctx: ssl.SSLCon
         writer.write(b"PING\r\n")
         data = await reader.readexactly(6)
         writer.close()
+        await writer.wait_closed()
         return data
 
     async def main() -> None:
