@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from natsd import log as natslog
 from natsd.auth.authenticate import credential_digest
 from natsd.auth.permissions import CompiledPermissions, reserved_publish, reserved_reply
 from natsd.auth.sysreq import is_system_request
@@ -69,6 +70,11 @@ FIRST_PING_DELAY = 2.0
 # Reserved subjects start with "_" or "$": test one byte before calling out.
 _RESERVED_FIRST = (b"_", b"$")
 PREFIX_CACHE_MAX = 256
+_OP_NAMES = {OP_CONNECT: "CONNECT <options>", OP_PING: "PING", OP_PONG: "PONG", OP_CLIENT_ERR: "-ERR", OP_ERROR: "parse error"}
+
+
+def _join(*parts: bytes | None) -> str:
+    return " ".join(p.decode("ascii", "backslashreplace").encode("unicode_escape").decode("ascii") for p in parts if p is not None)
 
 
 class Sub:
@@ -160,6 +166,7 @@ class Client(asyncio.Protocol):
         self.ping_sent_at = 0.0
         self.rtt = 0.0
         self.first_pong_info = True
+        self.trace = cfg.trace
         self.checked = True
         self._update_fast()
         self._timer: asyncio.TimerHandle | None = None
@@ -222,6 +229,8 @@ class Client(asyncio.Protocol):
             ops = self.parser.feed(data)
         except ProtocolError as e:  # pragma: no cover - the parser reports errors as ops
             ops = [(OP_ERROR, e)]
+        if self.trace:
+            self._trace_ops(ops)
         pub = self._pub
         for op in ops:
             kind = op[0]
@@ -234,6 +243,24 @@ class Client(asyncio.Protocol):
             if self.closed:
                 break
         self.worker.flush()
+
+    def _trace_ops(self, ops: list[tuple]) -> None:  # type: ignore[type-arg]
+        # Like nats-server's -V: one line per inbound op. Payloads and CONNECT
+        # options are never logged (they may carry secrets); client-supplied
+        # subjects are escaped so they cannot forge log lines.
+        for op in ops:
+            kind = op[0]
+            if kind == OP_PUB:
+                text = _join(b"PUB", op[1], op[2], b"%d" % len(op[3]))
+            elif kind == OP_HPUB:
+                text = _join(b"HPUB", op[1], op[2], b"%d" % op[3], b"%d" % len(op[4]))
+            elif kind == OP_SUB:
+                text = _join(b"SUB", op[1], op[2], op[3])
+            elif kind == OP_UNSUB:
+                text = _join(b"UNSUB", op[1], None if op[2] is None else b"%d" % op[2])
+            else:
+                text = _OP_NAMES.get(kind, "?")
+            natslog.trace(log, "%s:%d - cid:%d - <<- [%s]", self.host, self.port, self.cid, text)
 
     def _other(self, op: tuple) -> None:  # type: ignore[type-arg]
         kind = op[0]

@@ -106,7 +106,7 @@ def delivery_filter(port: int) -> dict[str, list[str]]:
 
 def queue_filter(port: int) -> dict[str, list[str]]:
     sub = Raw(port, login("queues"))
-    first = sub.sync(b"SUB work.* q1 1\r\nSUB work.> q1 2\r\n")
+    first = sub.sync(b"SUB work.* q1 1\r\nSUB other.> q1 2\r\n")
     pub = Raw(port, login("admin"))
     pub.sync(b"PUB work.private 1\r\np\r\nPUB work.public 1\r\nq\r\n")
     got = {"sub-errors": first, "sub": sub.sync()}

@@ -7,7 +7,12 @@ from hypothesis import strategies as st
 
 from natsd.config.schema import Account, ServiceExport, ServiceImport, StreamExport, StreamImport
 from natsd.subjects.tokens import subject_matches
-from natsd.worker.imports import ImportTable, StreamImportRoute, export_authorizes, find_import_cycle
+from natsd.worker.imports import (
+    ImportTable,
+    StreamImportRoute,
+    export_authorizes,
+    find_import_cycle,
+)
 
 A = Account(
     name="A",
