@@ -78,6 +78,9 @@ class Arbiter:
         self._on_message = on_message
         self._on_halt = on_halt
         self.stopping = False
+        # Called after each (re)spawn with the slot index: the supervisor
+        # wires the rings between the new worker and its live peers.
+        self.on_spawn: Callable[[int], None] = lambda index: None
 
     def start(self) -> None:
         for slot in self.slots:
@@ -105,15 +108,16 @@ class Arbiter:
         slot.channel = Channel(
             ours,
             self.loop,
-            lambda data, fd: self._message(slot, data, fd),
+            lambda data, fds: self._message(slot, data, fds),
             lambda: self._worker_gone(slot),
             f"worker-{slot.index}",
         )
         slot.channel.send(M.encode(M.Hello(config=self._make_config(slot.index))))
         log.debug("started worker %d (pid %d)", slot.index, proc.pid)
+        self.on_spawn(slot.index)
 
-    def _message(self, slot: WorkerSlot, data: bytes, fd: int | None) -> None:
-        if fd is not None:
+    def _message(self, slot: WorkerSlot, data: bytes, fds: list[int]) -> None:
+        for fd in fds:
             os.close(fd)
         try:
             msg = M.decode_for_supervisor(data)
@@ -158,13 +162,13 @@ class Arbiter:
         slot.restarts += 1
         self.loop.call_later(delay, self._spawn, slot)
 
-    def send(self, index: int, msg: M._Msg, fd: int | None = None) -> bool:
-        """Send to a worker; returns False (and closes ``fd``) if it cannot take it."""
+    def send(self, index: int, msg: M._Msg, fd: int | list[int] | None = None) -> bool:
+        """Send to a worker; returns False (and closes the fds) if it cannot take it."""
         slot = self.slots[index]
         ch = slot.channel
         if ch is None or ch.closed:
-            if fd is not None:
-                os.close(fd)
+            for f in [] if fd is None else [fd] if isinstance(fd, int) else fd:
+                os.close(f)
             return False
         try:
             ch.send(M.encode(msg), fd)

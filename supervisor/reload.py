@@ -59,6 +59,8 @@ def apply_reload(sup: Supervisor) -> bool:
         new_cfg = new_cfg.with_jwt_verifier(old_cfg.jwt_verifier)
     sup.opts = new
     sup.auth = new_cfg
+    if old.accounts != new.accounts:
+        sup.arbiter.broadcast(M.UpdateAccounts(accounts=sup.account_routes()))
     closed = updated = 0
     for cid, entry in list(sup.clients.items()):
         verdict = _judge(entry, old_cfg, new_cfg)

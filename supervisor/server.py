@@ -29,19 +29,25 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from natsd import __version__
 from natsd import log as natslog
 from natsd.auth.authenticate import AuthConfig
 from natsd.auth.operator import OperatorConfigError
-from natsd.config.schema import Options, Permissions
+from natsd.config.schema import Account, Options, Permissions
 from natsd.ipc import messages as M
+from natsd.ipc.ring import create_ring_spec
 from supervisor.acceptor import Handshake
 from supervisor.arbiter import Arbiter, HaltServer, WorkerSlot
 from supervisor.info import COMPAT_VERSION, base_info, new_server_id
+from supervisor.monitor import MonitorServer
 from supervisor.operator import OperatorMode, build_authenticator
 from supervisor.sharding import worker_for
 
 log = logging.getLogger("natsd")
+
+RING_SIZE = 1 << 20  # bytes per direction per worker pair
 
 
 @dataclass
@@ -81,9 +87,14 @@ class Supervisor:
         self.halted: HaltServer | None = None
         self.lame_duck = False
         self._handshakes: set[asyncio.Task[None]] = set()
+        self.monitor: MonitorServer | None = None
+        self.config_load_time = time.time()
         self._stats_seq = 0
         self._stats_waiting: dict[int, dict[int, asyncio.Future[M.Stats]]] = {}
         self.arbiter = Arbiter(loop, self.workers, self._worker_config, self._worker_message, self._halt)
+        self.ring_size = RING_SIZE
+        if self.workers > 1:
+            self.arbiter.on_spawn = self._wire_rings
 
     # -- configuration ---------------------------------------------------
     @property
@@ -122,7 +133,31 @@ class Supervisor:
             lame_duck_duration=o.lame_duck_duration,
             lame_duck_grace_period=o.lame_duck_grace_period,
             info=self.info,
+            workers=self.workers,
+            accounts=self.account_routes(),
         )
+
+    def account_routes(self) -> tuple[Account, ...]:
+        """Every account's exports and imports, without users (no secrets)."""
+        return tuple(msgspec.structs.replace(a, users=()) for a in self.opts.accounts)
+
+    # -- rings between workers -------------------------------------------
+    def _wire_rings(self, index: int) -> None:
+        """Create fresh rings between worker ``index`` and every live peer,
+        one per direction, and hand each end to its worker."""
+        for peer in self.arbiter.slots:
+            if peer.index == index or peer.channel is None:
+                continue
+            self._ring(index, peer.index)
+            self._ring(peer.index, index)
+
+    def _ring(self, src: int, dst: int) -> None:
+        spec, fd_a, fd_b = create_ring_spec(f"w{src}-w{dst}", self.ring_size)
+        blob = msgspec.msgpack.encode(spec)
+        dup_a, dup_b = os.dup(fd_a), os.dup(fd_b)
+        self.arbiter.send(src, M.RingAttach(peer=dst, role="producer", spec=blob), [fd_a, fd_b])
+        self.arbiter.send(dst, M.RingAttach(peer=src, role="consumer", spec=blob), [dup_a, dup_b])
+        log.debug("ring %s: %d bytes, worker %d -> worker %d", spec.name, spec.size, src, dst)
 
     # -- listener --------------------------------------------------------
     def _bind(self) -> None:
@@ -275,6 +310,10 @@ class Supervisor:
                 f.write(str(os.getpid()))
         self.loop.add_reader(self.listener.fileno(), self._on_accept)
         log.info("Listening for client connections on %s:%d", o.host, self.port)
+        if o.http_port:
+            self.monitor = MonitorServer(self)
+            mport = await self.monitor.start(o.http_host, o.http_port)
+            log.info("Starting http monitor on %s:%d", o.http_host, mport)
         log.info("Server is ready")
         code = 0
         while True:
@@ -301,7 +340,8 @@ class Supervisor:
     def reload(self) -> None:
         from supervisor.reload import apply_reload
 
-        apply_reload(self)
+        if apply_reload(self):
+            self.config_load_time = time.time()
 
     async def enter_lame_duck(self) -> None:
         o = self.opts
@@ -331,6 +371,8 @@ class Supervisor:
 
     async def shutdown(self) -> None:
         self._stop_accepting()
+        if self.monitor is not None:
+            self.monitor.close()
         for t in list(self._handshakes):
             t.cancel()
         await self.arbiter.stop()

@@ -292,8 +292,12 @@ def read_line(sock: socket.socket) -> bytes:
     return buf
 
 
-def listener() -> socket.socket:
+def listener(bufsize: int | None = None) -> socket.socket:
+    """A loopback listener; ``bufsize`` shrinks the kernel buffers accepted sockets inherit."""
     lsock = socket.socket()
+    if bufsize is not None:
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, bufsize)
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, bufsize)
     lsock.bind(("127.0.0.1", 0))
     lsock.listen(16)
     lsock.setblocking(False)

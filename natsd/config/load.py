@@ -158,6 +158,10 @@ def load(argv: list[str], env: Mapping[str, str] | None = None) -> tuple[Cli, Op
         kw, where = options_from_tree(ctx, root, os.path.dirname(os.path.abspath(cli.config_file)))
         kw["config_file"] = cli.config_file
     _apply_cli(ctx, kw, cli)
+    if "http_host" not in kw and "host" in kw:
+        # As nats-server: the monitor binds to the client host unless told
+        # otherwise, so `-a 127.0.0.1 -m 8222` does not expose it everywhere.
+        kw["http_host"] = kw["host"]
     opts = _finish(ctx, kw, where)
     if ctx.errors:
         raise ConfigErrors(ctx.errors, ctx.warnings)

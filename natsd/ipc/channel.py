@@ -58,7 +58,7 @@ class Channel:
         self,
         sock: socket.socket,
         loop: asyncio.AbstractEventLoop,
-        on_message: Callable[[bytes, int | None], None],
+        on_message: Callable[[bytes, list[int]], None],
         on_close: Callable[[], None],
         name: str = "control",
     ) -> None:
@@ -68,7 +68,7 @@ class Channel:
         self._loop = loop
         self._on_message = on_message
         self._on_close = on_close
-        self._outbox: collections.deque[tuple[bytes, int | None]] = collections.deque()
+        self._outbox: collections.deque[tuple[bytes, list[int]]] = collections.deque()
         self._writing = False
         self._closed = False
         self.sent = 0
@@ -77,50 +77,47 @@ class Channel:
         loop.add_reader(sock.fileno(), self._readable)
 
     # -- sending
-    def send(self, data: bytes, fd: int | None = None) -> None:
-        """Send one datagram; ``fd`` (if any) is closed by the channel once sent."""
+    def send(self, data: bytes, fd: int | list[int] | None = None) -> None:
+        """Send one datagram; the fds (if any) are closed by the channel once sent."""
+        fds = [] if fd is None else [fd] if isinstance(fd, int) else list(fd)
         if self._closed:
-            if fd is not None:
-                os.close(fd)
+            _close_all(fds)
             raise ChannelClosed(self.name)
         if self._outbox:
-            self._enqueue(data, fd)
+            self._enqueue(data, fds)
             return
-        if not self._try_send(data, fd):
-            self._enqueue(data, fd)
+        if not self._try_send(data, fds):
+            self._enqueue(data, fds)
 
-    def _enqueue(self, data: bytes, fd: int | None) -> None:
+    def _enqueue(self, data: bytes, fds: list[int]) -> None:
         if len(self._outbox) >= OUTBOX_LIMIT:
-            if fd is not None:
-                os.close(fd)
+            _close_all(fds)
             raise ChannelFull(self.name)
-        self._outbox.append((data, fd))
+        self._outbox.append((data, fds))
         if not self._writing:
             self._writing = True
             self._loop.add_writer(self.sock.fileno(), self._writable)
 
-    def _try_send(self, data: bytes, fd: int | None) -> bool:
+    def _try_send(self, data: bytes, fds: list[int]) -> bool:
         anc = []
-        if fd is not None:
-            anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
+        if fds:
+            anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
         try:
             self.sock.sendmsg([data], anc)
         except (BlockingIOError, InterruptedError):
             return False
         except OSError:
-            if fd is not None:
-                os.close(fd)
+            _close_all(fds)
             self.close()
             return True
-        if fd is not None:
-            os.close(fd)
+        _close_all(fds)
         self.sent += 1
         return True
 
     def _writable(self) -> None:
         while self._outbox:
-            data, fd = self._outbox[0]
-            if not self._try_send(data, fd):
+            data, fds = self._outbox[0]
+            if not self._try_send(data, fds):
                 return
             if self._closed:
                 return
@@ -156,10 +153,8 @@ class Channel:
                     os.close(f)
                 self.truncated += 1
                 continue
-            for extra in got[1:]:
-                os.close(extra)
             self.received += 1
-            self._on_message(data, got[0] if got else None)
+            self._on_message(data, got)
 
     def close(self) -> None:
         if self._closed:
@@ -172,9 +167,8 @@ class Channel:
         except (ValueError, RuntimeError):
             pass
         while self._outbox:
-            _, fd = self._outbox.popleft()
-            if fd is not None:
-                os.close(fd)
+            _, fds = self._outbox.popleft()
+            _close_all(fds)
         self.sock.close()
         self._on_close()
 
@@ -185,3 +179,11 @@ class Channel:
     @property
     def backlog(self) -> int:
         return len(self._outbox)
+
+
+def _close_all(fds: list[int]) -> None:
+    for f in fds:
+        try:
+            os.close(f)
+        except OSError:
+            pass

@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from natsd.config.schema import Permissions
+from natsd.config.schema import Account, Permissions
 
 PROTOCOL_VERSION = 1
 
@@ -66,6 +66,9 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     # INFO fields shared by every client (server_id, version, ...); the worker
     # adds client_id/client_ip and re-sends it after the first PING.
     info: dict[str, Any] = msgspec.field(default_factory=dict)
+    workers: int = 1
+    # Exports and imports of every account, users stripped (no secrets).
+    accounts: tuple[Account, ...] = ()
 
 
 class ConnectInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -152,6 +155,21 @@ class UpdatePermissions(_Msg, frozen=True, kw_only=True):
     permissions: Permissions | None = None
 
 
+class RingAttach(_Msg, frozen=True, kw_only=True):
+    """One end of the ring between this worker and ``peer``; the two fds
+    (memfd and eventfd) follow in the same datagram."""
+
+    peer: int
+    role: str  # "producer" (we write to peer) | "consumer" (peer writes to us)
+    spec: bytes  # msgpack-encoded natsd.ipc.ring.RingSpec
+
+
+class UpdateAccounts(_Msg, frozen=True, kw_only=True):
+    """Exports/imports changed (reload, or a JWT account appeared/changed)."""
+
+    accounts: tuple[Account, ...]
+
+
 class Publish(_Msg, frozen=True, kw_only=True):
     """Deliver a server-originated message (system replies) inside an account."""
 
@@ -161,7 +179,9 @@ class Publish(_Msg, frozen=True, kw_only=True):
     payload: bytes = b""
 
 
-SupervisorToWorker = Hello | HandOff | Shutdown | LameDuck | StatsRequest | Disconnect | UpdatePermissions | Publish
+SupervisorToWorker = (
+    Hello | HandOff | Shutdown | LameDuck | StatsRequest | Disconnect | UpdatePermissions | Publish | RingAttach | UpdateAccounts
+)
 
 
 # --- worker -> supervisor -------------------------------------------------
@@ -170,6 +190,31 @@ SupervisorToWorker = Hello | HandOff | Shutdown | LameDuck | StatsRequest | Disc
 class Ready(_Msg, frozen=True, kw_only=True):
     worker_id: int
     pid: int
+
+
+class SubStats(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    subject: str
+    sid: str
+    queue: str | None = None
+    msgs: int = 0
+
+
+class AccountStats(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    name: str
+    conns: int = 0
+    in_msgs: int = 0
+    in_bytes: int = 0
+    out_msgs: int = 0
+    out_bytes: int = 0
+    slow_consumers: int = 0
+    num_subscriptions: int = 0
+    num_cache: int = 0
+    num_inserts: int = 0
+    num_removes: int = 0
+    num_matches: int = 0
+    cache_hit_rate: float = 0.0
+    max_fanout: int = 0
+    avg_fanout: float = 0.0
 
 
 class ConnStats(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
@@ -193,6 +238,7 @@ class ConnStats(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     tls_version: str | None = None
     tls_cipher: str | None = None
     subjects: list[str] = msgspec.field(default_factory=list)
+    subs_detail: list[SubStats] = msgspec.field(default_factory=list)
 
 
 class Stats(_Msg, frozen=True, kw_only=True):
@@ -208,6 +254,14 @@ class Stats(_Msg, frozen=True, kw_only=True):
     subscriptions: int
     connections: list[ConnStats]
     closed: int = 0
+    router: dict[str, int] = msgspec.field(default_factory=dict)
+    account_stats: list[AccountStats] = msgspec.field(default_factory=list)
+    # Worker lifetime totals (closed connections included); -1 = unknown.
+    total_in_msgs: int = -1
+    total_out_msgs: int = -1
+    total_in_bytes: int = -1
+    total_out_bytes: int = -1
+    rings: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
 
 class ClientClosed(_Msg, frozen=True, kw_only=True):

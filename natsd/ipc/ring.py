@@ -33,10 +33,14 @@ offset is ``pos & (size - 1)`` and the bytes in flight are ``tail - head``.
 A u64 of bytes will not wrap in the lifetime of the universe at memory speed.
 
 Records are ``u32 len | u32 kind | payload``, padded to 8 bytes so that every
-header stays aligned. A record never straddles the end of the data area: when
-the next record does not fit in the bytes left before the end, the producer
-writes a WRAP marker (``kind == KIND_WRAP``) there and continues at offset 0;
-the marker and the rest of the line up to the end count as consumed space.
+header stays aligned; ``kind`` is the caller's, any u32. A record never
+straddles the end of the data area: when the next record does not fit in the
+bytes left before the end, the producer writes a WRAP marker there (a header
+whose ``len`` is ``WRAP_LEN``, a length no record can have) and continues at
+offset 0; the marker and the bytes after it up to the end are waste that the
+consumer skips. Byte counters count *record bytes* (header + padded payload,
+what a record occupies in the ring, waste excluded): that is free to count,
+where summing payload lengths would cost a Python add per record.
 Keeping records contiguous keeps the door open to in-place parsing (a C helper,
 a debugger walking the ring) at no cost to the Python path.
 
@@ -109,6 +113,23 @@ Ownership. An end takes ownership of both descriptors it is given: the memfd is
 closed once mapped, the eventfd when the end is closed. ``create_ring`` returns
 fresh descriptors that belong to the caller (the supervisor), which closes its
 copies after handing them to both ends.
+
+Usage. The supervisor, once per ordered pair of workers::
+
+    spec, fd_a, fd_b = create_ring_spec(f"w{src}->w{dst}", 1 << 20)
+    # send spec + (fd_a, fd_b) to worker src (producer) and worker dst (consumer)
+
+The producing worker stages during an event-loop iteration and publishes once
+at its end (the same "flush once per read batch" rule as client writes)::
+
+    producer = open_producer(fd_a, fd_b, spec, on_drop=report_ring_full)
+    producer.stage(KIND_MSG, frame)          # any number of times
+    loop.call_soon(producer.publish)         # once per iteration, if anything staged
+
+The consuming worker registers the doorbell and drains in the callback::
+
+    consumer = open_consumer(fd_a, fd_b, spec)
+    loop.add_reader(consumer.fileno(), lambda: handle(consumer.drain(256 * 1024)))
 """
 
 from __future__ import annotations
@@ -133,8 +154,8 @@ MIN_SIZE = 4096
 MAX_SIZE = 1 << 30
 DEFAULT_SIZE = 1 << 20
 DEFAULT_MAX_RECORDS = 1 << 16
-KIND_WRAP = 0xFFFF_FFFF  # reserved: marks the unused tail of the data area
-MAX_KIND = KIND_WRAP - 1
+WRAP_LEN = 0xFFFF_FFFF  # a record length no record can have: marks the waste at the end
+MAX_KIND = 0xFFFF_FFFF
 NAME_BYTES = 64
 
 # Word indexes into the header viewed as u64 (offset // 8); see the layout above.
@@ -148,7 +169,7 @@ _NAME_OFFSET = 320
 _HDR = struct.Struct("<II")
 _pack_hdr = _HDR.pack
 _unpack_hdr = _HDR.unpack_from
-_WRAP_RECORD = _pack_hdr(0, KIND_WRAP)
+_WRAP_RECORD = _pack_hdr(WRAP_LEN, 0)
 # _PAD[n & 7] brings a payload of length n up to a multiple of 8.
 _PAD = tuple(bytes(-i & 7) for i in range(8))
 
@@ -197,6 +218,8 @@ def create_ring_spec(
     epoch = time.time_ns() if epoch is None else epoch
     transport = transport or DEFAULT_TRANSPORT
     if transport == "socket":
+        # SEQPACKET, not STREAM: a datagram is admitted whole or refused whole, which
+        # is what lets a non-blocking producer drop whole records and never half of one.
         a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         for s in (a, b):
             s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
@@ -213,6 +236,8 @@ def create_ring_spec(
             mm[_NAME_OFFSET : _NAME_OFFSET + NAME_BYTES] = name.encode()[:NAME_BYTES].ljust(NAME_BYTES, b"\0")
             words[_MAGIC] = MAGIC  # last: a header with the magic is complete
             words.release()
+        # Sealed: a peer that shrank the file would make the other side's next access
+        # SIGBUS, which kills a worker; F_SEAL_SEAL stops anyone from lifting that.
         fcntl.fcntl(mem_fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
         event_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
     except BaseException:
@@ -227,12 +252,22 @@ def create_ring(name: str, size: int = DEFAULT_SIZE) -> tuple[int, int]:
     return a, b
 
 
+def describe(mem_fd: int) -> RingSpec:
+    """Read the spec back from a ring's memfd (for a caller of :func:`create_ring`)."""
+    with mmap.mmap(mem_fd, HEADER_SIZE, prot=mmap.PROT_READ) as mm:
+        magic, version, size, epoch = struct.unpack_from("<4Q", mm, 0)
+        name = mm[_NAME_OFFSET : _NAME_OFFSET + NAME_BYTES].rstrip(b"\0").decode(errors="replace")
+    if magic != MAGIC or version != LAYOUT_VERSION:
+        raise RingError(f"not a natsd ring (magic {magic:#x}, version {version})")
+    return RingSpec(name=name, size=size, epoch=epoch, transport="shm")
+
+
 def _is_socket(fd: int) -> bool:
     return stat.S_ISSOCK(os.fstat(fd).st_mode)
 
 
 def _parse(chunk: bytes, base: int, mask: int, stop: int, out: list[Record]) -> tuple[int, int]:
-    """Append the records of ``chunk`` to ``out``; return (bytes consumed, payload bytes).
+    """Append the records of ``chunk`` to ``out``; return (bytes consumed, waste skipped).
 
     ``base`` is the virtual position of ``chunk[0]``; a WRAP marker skips to the
     next multiple of the data size. Parsing stops at the first incomplete
@@ -241,28 +276,36 @@ def _parse(chunk: bytes, base: int, mask: int, stop: int, out: list[Record]) -> 
     """
     view = memoryview(chunk)
     end = len(chunk)
-    p = nbytes = 0
+    p = waste = 0
     append = out.append
-    while p + 8 <= end and p < stop:
+    limit = min(stop, end - 7)  # p < limit: a whole header is in the chunk, and not past stop
+    while p < limit:
         n, kind = _unpack_hdr(chunk, p)
-        if kind == KIND_WRAP:
-            p += mask + 1 - ((base + p) & mask)
-            continue
         s = p + 8
+        # One comparison covers three cases: a record the bounded copy cut short,
+        # a WRAP marker (its length is impossible), and a corrupt length.
         if s + n > end:
+            if n == WRAP_LEN:
+                skip = mask + 1 - ((base + p) & mask)
+                waste += skip
+                p += skip
+                continue
             break
+        # A view, not a bytes slice: no copy for large payloads, and the chunk it
+        # points into is immutable and private, so the view stays valid.
         append((kind, view[s : s + n]))
-        nbytes += n
         p = s + ((n + 7) & -8)
-    return p, nbytes
+    return p, waste
 
 
 class _Staging:
     """The producer's private batch; shared by both transports.
 
-    ``stage`` only appends to a bytearray: no shared memory, no syscall. The
-    batch is bounded by ``max_records`` and by the ring's size (a batch larger
-    than the ring could never be published).
+    ``stage`` only appends to a bytearray: no shared memory, no syscall, two
+    comparisons. The batch is bounded in bytes by the ring's size (a larger
+    batch could never be published, and each record takes at least 8 bytes, so
+    this bounds the count too); ``max_records`` bounds what is outstanding in
+    the ring and is applied by ``publish``.
     """
 
     def __init__(self, name: str, size: int, max_records: int, max_payload: int | None,
@@ -272,46 +315,59 @@ class _Staging:
         self.name = name
         self.size = size
         self.max_records = max_records
-        self.max_payload = size // 4 if max_payload is None else min(max_payload, size // 2)
+        # Past size/2 a record plus the WRAP waste before it may exceed the whole ring,
+        # and it would then be dropped forever, even into an empty ring.
+        self.max_payload = size // 4 if max_payload is None else min(max_payload, size // 2 - 16)
         self._stage_limit = size - 16  # header + padding of the record being staged
         self._staged = bytearray()
         self._staged_records = 0
-        self._staged_payload = 0
         self._on_drop = on_drop
         self.records_written = self.bytes_written = 0
         self.records_dropped = self.bytes_dropped = 0
         self.batches = 0
 
     def stage(self, kind: int, payload: bytes | bytearray | memoryview) -> bool:
-        """Append one record to the batch; False (and counted) if it is refused."""
+        """Append one record to the batch; False (and counted) if it is refused.
+
+        ``kind`` is any u32 (``struct.error`` otherwise). This is the producer's
+        hot path: keep it to a length, two comparisons and three appends.
+        """
         n = len(payload)
         buf = self._staged
-        if (n > self.max_payload or self._staged_records >= self.max_records
-                or len(buf) + n > self._stage_limit or not 0 <= kind <= MAX_KIND):
-            if not 0 <= kind <= MAX_KIND:
-                raise ValueError(f"record kind out of range: {kind}")
-            self.records_dropped += 1
-            self.bytes_dropped += n
-            if self._on_drop is not None:
-                self._on_drop(1, n)
-            return False
+        if n > self.max_payload or len(buf) + n > self._stage_limit:
+            return self._refuse(n)
+        # Three in-place appends beat building one bytes object (a join allocates
+        # and copies again); the bytearray grows geometrically, so a batch costs a
+        # handful of reallocations, not one per record.
         buf += _pack_hdr(n, kind)
         buf += payload
         buf += _PAD[n & 7]
         self._staged_records += 1
-        self._staged_payload += n
         return True
+
+    def _refuse(self, n: int) -> bool:
+        rec = 8 + ((n + 7) & -8)
+        self.records_dropped += 1
+        self.bytes_dropped += rec
+        if self._on_drop is not None:
+            self._on_drop(1, rec)
+        return False
 
     @property
     def staged(self) -> int:
         """Records staged and not yet published."""
         return self._staged_records
 
-    def _take(self) -> tuple[bytearray, int, int]:
-        """Detach the batch: (records, count, payload bytes)."""
-        taken = self._staged, self._staged_records, self._staged_payload
+    def _take(self) -> tuple[bytearray, int]:
+        """Detach the batch: (records, how many).
+
+        Detached rather than cleared: ``publish`` works on the batch it took,
+        and anything staged meanwhile (an ``on_drop`` hook may stage a notice)
+        goes into the next batch instead of resizing one that is being copied.
+        """
+        taken = self._staged, self._staged_records
         self._staged = bytearray()
-        self._staged_records = self._staged_payload = 0
+        self._staged_records = 0
         return taken
 
     def _account(self, published: int, pub_bytes: int, total: int, total_bytes: int) -> None:
@@ -344,6 +400,9 @@ class _ShmEnd:
             raise
         finally:
             os.close(mem_fd)  # the mapping keeps the memory alive
+        # The header is read through a 'Q' view so that every counter access is one
+        # aligned 8-byte load or store (see the ordering argument above); struct
+        # packing would work too but costs a call and a tuple per access.
         words = memoryview(mm)[:HEADER_SIZE].cast("Q")
         problem = None
         if words[_MAGIC] != MAGIC or words[_VERSION] != LAYOUT_VERSION or HEADER_SIZE + words[_SIZE] != length:
@@ -403,7 +462,15 @@ class _ShmEnd:
 
 
 class Producer(_Staging, _ShmEnd):
-    """The writing end of a shared-memory ring (the only writer of ``tail``)."""
+    """The writing end of a shared-memory ring (the only writer of ``tail``).
+
+    ``stage`` touches only private memory, so it may be called from anywhere in
+    the producing worker's loop; ``publish`` is the one place that reads the
+    consumer's words (``head``, records read) and writes the producer's. Both
+    of those reads may be stale, and staleness is always conservative: the
+    consumer only ever moves them forward, so a stale value means less room
+    than there really is, never more.
+    """
 
     def __init__(self, mem_fd: int, event_fd: int, name: str, *,
                  max_records: int = DEFAULT_MAX_RECORDS, max_payload: int | None = None,
@@ -429,6 +496,14 @@ class Producer(_Staging, _ShmEnd):
     def peer_heartbeat(self) -> int:
         return int(self._words[_C_BEAT])
 
+    def stats(self) -> dict[str, Any]:
+        """The header snapshot, with this side's counters as of now (refusals in
+        ``stage`` reach the header only at the next publish)."""
+        out = super().stats()
+        out.update(records_dropped=self.records_dropped, bytes_dropped=self.bytes_dropped,
+                   staged=self._staged_records)
+        return out
+
     def publish(self) -> int:
         """Copy the staged batch into the ring, publish ``tail``, ring once.
 
@@ -436,7 +511,7 @@ class Producer(_Staging, _ShmEnd):
         or ``max_records`` outstanding) are dropped and counted, in order: the
         published ones are always a prefix of the batch.
         """
-        buf, total, total_bytes = self._take()
+        buf, total = self._take()
         if not total:
             return 0
         w = self._words
@@ -446,28 +521,41 @@ class Producer(_Staging, _ShmEnd):
         room = self.max_records - (self.records_written - w[_C_RECORDS])
         off = tail & self._mask
         if nbytes <= free and off + nbytes <= size and total <= room:
-            # Fast path: one memmove, no walk over the records.
+            # Fast path, nearly every batch: it fits before the end of the data area,
+            # so one memmove places it and no record header needs to be looked at.
             self._mm[HEADER_SIZE + off : HEADER_SIZE + off + nbytes] = buf
             tail += nbytes
-            published, pub_bytes = total, total_bytes
+            published, pub_bytes = total, nbytes
         else:
+            # Once per lap of the ring (or when it is full): walk the batch.
             tail, published, pub_bytes = self._publish_slow(buf, tail, free, room)
         if published:
             w[_TAIL] = tail  # one aligned 8-byte store, after the data (TSO)
             self._tail = tail
             os.eventfd_write(self._event_fd, 1)
-        self._account(published, pub_bytes, total, total_bytes)
+        # Counters go to the header once per batch: monitoring may lag by a batch,
+        # the hot path pays nothing per record.
+        self._account(published, pub_bytes, total, nbytes)
         w[_P_RECORDS], w[_P_BYTES] = self.records_written, self.bytes_written
         w[_P_DROP_RECORDS], w[_P_DROP_BYTES] = self.records_dropped, self.bytes_dropped
         w[_P_BATCHES] = self.batches
         return published
 
     def _publish_slow(self, buf: bytearray, tail: int, free: int, room: int) -> tuple[int, int, int]:
-        """Walk the batch: place records until one does not fit, wrapping at most once."""
+        """Walk the batch: place records until one does not fit, wrapping at most once.
+
+        Records are copied in *segments* (runs that are contiguous in the ring);
+        a segment closes where the ring wraps, either behind a WRAP marker or
+        exactly at the end. A batch is smaller than the ring and the free space
+        is at most the ring, so a second wrap would need more room than exists:
+        there are at most two segments, hence at most two memmoves. Everything
+        after the first record that does not fit is dropped, keeping the
+        published records a prefix of the batch (order is never broken).
+        """
         size, mask, mm, base = self.size, self._mask, self._mm, HEADER_SIZE
         limit = tail + free  # first virtual position we may not write
         end = len(buf)
-        pos = seg_from = published = pub_bytes = 0
+        pos = seg_from = published = 0
         seg_off = tail & mask
         with memoryview(buf) as view:
             while pos < end and published < room:
@@ -483,16 +571,24 @@ class Producer(_Staging, _ShmEnd):
                     seg_from, seg_off = pos, 0
                 elif tail + rec > limit:
                     break
+                elif off == 0 and pos != seg_from:  # the last record ended exactly at the end
+                    mm[base + seg_off : base + size] = view[seg_from:pos]
+                    seg_from, seg_off = pos, 0
                 tail += rec
                 pos += rec
                 published += 1
-                pub_bytes += n
             mm[base + seg_off : base + seg_off + pos - seg_from] = view[seg_from:pos]
-        return tail, published, pub_bytes
+        return tail, published, pos
 
 
 class Consumer(_ShmEnd):
-    """The reading end of a shared-memory ring (the only writer of ``head``)."""
+    """The reading end of a shared-memory ring (the only writer of ``head``).
+
+    The consumer never parses records inside the shared mapping: it copies the
+    published region out first and frees it at once. Parsing in place would
+    hold the producer off for the whole Python parse loop, and the payload
+    views handed to the caller would point at memory the producer reuses.
+    """
 
     def __init__(self, mem_fd: int, event_fd: int, name: str, *, epoch: int | None = None) -> None:
         super().__init__(mem_fd, event_fd, name, epoch)
@@ -526,17 +622,22 @@ class Consumer(_ShmEnd):
             return []
         if not 0 < avail <= self.size:
             raise RingCorrupt(f"ring {self.name}: head {head} tail {head + avail}")
+        # A bounded drain copies only about max_bytes; the parse stops at the first
+        # record the copy cuts, and if that is the very first one (bigger than the
+        # bound) the record is taken whole anyway, so the ring always progresses.
         take = avail if max_bytes is None else min(avail, max(max_bytes, 8))
         out: list[Record] = []
-        used, nbytes = _parse(self._copy(head, take), head, self._mask, take, out)
+        used, waste = _parse(self._copy(head, take), head, self._mask, take, out)
         if not out and take < avail:  # the first record is bigger than max_bytes
-            used, nbytes = _parse(self._copy(head, avail), head, self._mask, 1, out)
+            used, waste = _parse(self._copy(head, avail), head, self._mask, 1, out)
+        # A header whose length runs past tail (or a WRAP that jumps past it) can only
+        # come from a broken peer or a stray write: refuse rather than hand out garbage.
         if used > avail or (not out and used == 0):
             raise RingCorrupt(f"ring {self.name}: bad record at {head}")
         self._head = head = head + used
         w[_HEAD] = head  # after the copy (TSO): the producer may now reuse it
         self.records_read += len(out)
-        self.bytes_read += nbytes
+        self.bytes_read += used - waste
         self.drains += 1
         w[_C_RECORDS], w[_C_BYTES], w[_C_DRAINS] = self.records_read, self.bytes_read, self.drains
         if used < avail:
@@ -544,7 +645,12 @@ class Consumer(_ShmEnd):
         return out
 
     def _copy(self, head: int, length: int) -> bytes:
-        """Copy ``length`` bytes from virtual position ``head`` out of the ring."""
+        """Copy ``length`` bytes from virtual position ``head`` out of the ring.
+
+        Slicing an mmap is one memcpy into a new immutable ``bytes``. Only the
+        drain that crosses the end of the data area (once per lap) pays for two
+        slices and a concatenation.
+        """
         off = head & self._mask
         start = HEADER_SIZE + off
         first = self.size - off
@@ -566,6 +672,14 @@ _NO_WRAP_MASK = (1 << 62) - 1  # a WRAP marker in a datagram jumps out of it: Ri
 
 
 class _SocketEnd:
+    """Descriptor handling shared by the socket producer and consumer.
+
+    Both ends receive both descriptors so that the hand-over is the same as for
+    shared memory; each keeps its own and closes the other at once, so that the
+    peer's exit is seen as end-of-file (or ``EPIPE``) instead of being masked
+    by a copy of the peer's end held open in this process.
+    """
+
     def __init__(self, keep_fd: int, drop_fd: int, name: str, size: int, epoch: int | None) -> None:
         os.close(drop_fd)  # the peer's end: keeping it would hide the peer's exit from us
         self.name = name
@@ -599,7 +713,14 @@ class _SocketEnd:
 
 
 class SocketProducer(_Staging, _SocketEnd):
-    """The writing end of a socketpair ring (keeps the first descriptor)."""
+    """The writing end of a socketpair ring (keeps the first descriptor).
+
+    Staging is shared with :class:`Producer`. ``publish`` hands the batch to the
+    kernel as one datagram; a full send buffer refuses it whole (``EAGAIN``) and
+    the batch is dropped and counted, so the event loop never blocks. The bound
+    on what is outstanding is the kernel's send buffer, in bytes;
+    ``max_records`` is accepted for the common signature but not enforced.
+    """
 
     def __init__(self, mem_fd: int, event_fd: int, name: str, *,
                  max_records: int = DEFAULT_MAX_RECORDS, max_payload: int | None = None,
@@ -618,18 +739,18 @@ class SocketProducer(_Staging, _SocketEnd):
 
     def publish(self) -> int:
         """Send the staged batch as one datagram (or several at record boundaries)."""
-        buf, total, total_bytes = self._take()
+        buf, total = self._take()
         if not total:
             return 0
         if len(buf) <= self._max_dgram:
-            published, pub_bytes = (total, total_bytes) if self._send(buf) else (0, 0)
+            published, pub_bytes = (total, len(buf)) if self._send(buf) else (0, 0)
         else:
             published, pub_bytes = self._publish_split(buf)
-        self._account(published, pub_bytes, total, total_bytes)
+        self._account(published, pub_bytes, total, len(buf))
         return published
 
     def _publish_split(self, buf: bytearray) -> tuple[int, int]:
-        published = pub_bytes = seg_from = pos = seg_records = seg_bytes = 0
+        published = seg_from = pos = seg_records = 0
         end = len(buf)
         with memoryview(buf) as view:
             while pos < end:
@@ -637,15 +758,14 @@ class SocketProducer(_Staging, _SocketEnd):
                 rec = 8 + ((n + 7) & -8)
                 if pos + rec - seg_from > self._max_dgram:
                     if not self._send(view[seg_from:pos]):
-                        return published, pub_bytes
-                    published, pub_bytes = published + seg_records, pub_bytes + seg_bytes
-                    seg_from, seg_records, seg_bytes = pos, 0, 0
+                        return published, seg_from
+                    published += seg_records
+                    seg_from, seg_records = pos, 0
                 pos += rec
                 seg_records += 1
-                seg_bytes += n
             if self._send(view[seg_from:pos]):
-                published, pub_bytes = published + seg_records, pub_bytes + seg_bytes
-        return published, pub_bytes
+                return published + seg_records, pos
+        return published, seg_from
 
     def _send(self, data: bytearray | memoryview) -> bool:
         try:
@@ -670,7 +790,13 @@ class SocketProducer(_Staging, _SocketEnd):
 
 
 class SocketConsumer(_SocketEnd):
-    """The reading end of a socketpair ring (keeps the second descriptor)."""
+    """The reading end of a socketpair ring (keeps the second descriptor).
+
+    Each datagram is whole records, so it is parsed with the same loop as the
+    shared-memory copy-out; a WRAP marker cannot legitimately appear in one and
+    is reported as corruption. ``MSG_TRUNC`` (a datagram longer than our
+    buffer) is corruption too: a silently shortened batch would lose records.
+    """
 
     def __init__(self, mem_fd: int, event_fd: int, name: str, *,
                  epoch: int | None = None, size: int = DEFAULT_SIZE) -> None:
@@ -700,12 +826,12 @@ class SocketConsumer(_SocketEnd):
                 raise RingCorrupt(f"ring {self.name}: datagram larger than {len(rbuf)}")
             chunk = bytes(rbuf[:n])
             before = len(out)
-            used, nbytes = _parse(chunk, 0, _NO_WRAP_MASK, n, out)
-            if used != n:
+            used, waste = _parse(chunk, 0, _NO_WRAP_MASK, n, out)
+            if used != n or waste:
                 raise RingCorrupt(f"ring {self.name}: bad record in datagram")
             got += n
             self.records_read += len(out) - before
-            self.bytes_read += nbytes
+            self.bytes_read += n
         self.drains += 1
         return out
 

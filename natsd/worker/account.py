@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-Every account lives on exactly one worker (see ``supervisor.sharding``), so
+Every account lives on exactly one worker (see ``natsd.sharding``), so
 all of its publishers and subscribers meet in this process and routing is a
 local operation: match the subject in the account's :class:`Sublist`, then
 append a ``MSG``/``HMSG`` frame to each target client's outbound buffer. The
@@ -12,6 +12,12 @@ message), which is the single biggest performance lever measured in
 
 Isolation is structural: a client only ever holds a reference to its own
 account's sublist, so no subject of another account can match.
+
+Cross-account copies: a sublist entry whose ``client`` is None is a *shadow*
+standing for an importing account (see :mod:`natsd.worker.router`). Shadows
+that match are collected per import and forwarded once each, after the local
+deliveries; a copy delivered through an import (``via_import``) never
+matches shadows again, so imports do not chain.
 
 Queue groups: each message goes to every plain subscriber and to exactly one
 member of each matching queue group, picked at random; if the member's
@@ -28,13 +34,30 @@ from natsd.subjects.sublist import Sublist
 
 if TYPE_CHECKING:
     from natsd.worker.client import Client, Sub
+    from natsd.worker.router import Router, ShadowTarget
 
 
 class Account:
-    __slots__ = ("clients", "in_bytes", "in_msgs", "name", "out_bytes", "out_msgs", "sublist")
+    __slots__ = (
+        "clients",
+        "exports_services",
+        "in_bytes",
+        "in_msgs",
+        "name",
+        "out_bytes",
+        "out_msgs",
+        "router",
+        "service_imports",
+        "stream_imports",
+        "sublist",
+    )
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, router: Router) -> None:
         self.name = name
+        self.router = router
+        self.stream_imports = router.has_stream_imports(name)
+        self.service_imports = router.has_service_imports(name)
+        self.exports_services = router.exports_services(name)
         self.sublist: Sublist[Sub] = Sublist()
         self.clients: dict[int, Client] = {}
         self.in_msgs = 0
@@ -42,13 +65,22 @@ class Account:
         self.out_msgs = 0
         self.out_bytes = 0
 
-    def route(self, src: Client | None, subject: bytes, reply: bytes | None, hdr_len: int, data: bytes) -> int:
+    def route(
+        self, src: Client | None, subject: bytes, reply: bytes | None, hdr_len: int, data: bytes, via_import: bool = False
+    ) -> int:
         """Deliver one published message; returns the number of deliveries."""
         result = self.sublist.match(subject)
         delivered = 0
         echo = src.echo if src is not None else True
+        shadows: dict[tuple[str, int], ShadowTarget] | None = None
         for sub in result.psubs:
             c = sub.client
+            if c is None:
+                if not via_import:
+                    if shadows is None:
+                        shadows = {}
+                    shadows[sub.imp.key] = sub.imp
+                continue
             if c is src and not echo:
                 continue
             if sub.filtered and not c.may_deliver(subject, None):
@@ -58,6 +90,10 @@ class Account:
         for group in result.qsubs:
             if _deliver_queue(group, src, echo, subject, reply, hdr_len, data):
                 delivered += 1
+        if shadows is not None:
+            forward = self.router.forward_stream
+            for target in shadows.values():
+                delivered += forward(target, subject, reply, hdr_len, data)
         if delivered:
             self.out_msgs += delivered
             self.out_bytes += delivered * len(data)
@@ -81,6 +117,8 @@ def _deliver_queue(
     for i in range(n):
         sub = group[(start + i) % n]
         c = sub.client
+        # Shadows are never queue members, so c is a real client here.
+        assert c is not None
         if c is src and not echo:
             continue
         if sub.filtered and not c.may_deliver(subject, sub.queue):

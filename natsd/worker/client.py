@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -80,9 +80,9 @@ def _join(*parts: bytes | None) -> str:
 class Sub:
     """A subscription; the sublist compares these by identity."""
 
-    __slots__ = ("client", "delivered", "filtered", "max_msgs", "prefixes", "queue", "sid", "subject")
+    __slots__ = ("client", "delivered", "filtered", "imp", "interest", "max_msgs", "prefixes", "queue", "sid", "subject")
 
-    def __init__(self, client: Client, subject: bytes, queue: bytes | None, sid: bytes) -> None:
+    def __init__(self, client: Client | None, subject: bytes, queue: bytes | None, sid: bytes) -> None:
         self.client = client
         self.subject = subject
         self.queue = queue
@@ -92,6 +92,10 @@ class Sub:
         self.filtered = False
         # delivered subject -> b"MSG <subject> <sid> " (bounded; see deliver)
         self.prefixes: dict[bytes, bytes] = {}
+        # a shadow (client None) forwards to an importing account
+        self.imp: Any = None
+        # interest keys this subscription holds in exporting accounts
+        self.interest: list[tuple[str, int, bytes]] | None = None
 
 
 class Client(asyncio.Protocol):
@@ -215,8 +219,11 @@ class Client(asyncio.Protocol):
             if t is not None:
                 t.cancel()
         sl = self.account.sublist
+        router = self.account.router
         for sub in self.subs.values():
             sl.remove(sub)
+            if sub.interest:
+                router.unsubscribe(sub.interest)
         self.subs.clear()
         self.worker.client_closed(self, reason)
 
@@ -321,6 +328,10 @@ class Client(asyncio.Protocol):
         acc.in_msgs += 1
         acc.in_bytes += len(data)
         n = acc.route(self, subject, reply, hdr_len, data)
+        if acc.service_imports:
+            n += acc.router.service_request(self, subject, reply, hdr_len, data)
+        if acc.exports_services and subject[:4] == b"_R_.":
+            n += acc.router.response(acc.name, subject, hdr_len, data)
         if self.is_system and is_system_request(subject):
             self.worker.forward_system_request(self, subject, reply, data[hdr_len:] if hdr_len >= 0 else data)
             n += 1
@@ -374,7 +385,10 @@ class Client(asyncio.Protocol):
         if perms is not None:
             sub.filtered = perms.needs_delivery_filter(subject, queue)
         self.subs[sid] = sub
-        self.account.sublist.insert(sub)
+        acc = self.account
+        acc.sublist.insert(sub)
+        if acc.stream_imports:
+            sub.interest = acc.router.subscribe(acc.name, sub)
         if self.verbose:
             self.out += OK
             self._mark_dirty()
@@ -394,6 +408,8 @@ class Client(asyncio.Protocol):
         if self.subs.get(sub.sid) is sub:
             del self.subs[sub.sid]
             self.account.sublist.remove(sub)
+            if sub.interest:
+                self.account.router.unsubscribe(sub.interest)
 
     def _ping(self) -> None:
         self.out += PONG

@@ -39,7 +39,7 @@ import re
 
 from natsd.subjects.tokens import FWC, PWC, SEP, valid_subject
 
-__all__ = ["MappingError", "SubjectTransform", "intersect", "untokenize"]
+__all__ = ["MappingError", "SubjectTransform", "intersect", "tokenize_stars", "untokenize"]
 
 # ``{{wildcard(2)}}`` with nats' leniency about spaces and the case of the first letter.
 _WILDCARD_FN = re.compile(rb"^\{\{\s*[wW]ildcard\s*\(\s*(\d+)\s*\)\s*\}\}$")

@@ -27,12 +27,16 @@ import signal
 import socket
 import time
 
+import msgspec
+
 from natsd import log as natslog
 from natsd.ipc import messages as M
-from natsd.ipc.channel import Channel
+from natsd.ipc.channel import Channel, _close_all
+from natsd.ipc.ring import AnyConsumer, AnyProducer, RingSpec, open_consumer, open_producer
 from natsd.proto.errors import ClosedReason
 from natsd.worker.account import Account
 from natsd.worker.client import Client
+from natsd.worker.router import Router
 
 log = logging.getLogger("natsd.worker")
 
@@ -51,25 +55,33 @@ class Worker:
         self.closed_count = 0
         self.done: asyncio.Future[int] = loop.create_future()
         self.lame_duck = False
+        self.router: Router = None  # type: ignore[assignment]  # set by Hello
+        self.producers: dict[int, AnyProducer] = {}
+        self.consumers: dict[int, AnyConsumer] = {}
+        self.ring_dirty: set[int] = set()
+        # traffic of closed connections: in msgs, out msgs, in bytes, out bytes
+        self.gone = [0, 0, 0, 0]
         self.channel = Channel(control, loop, self._on_message, self._on_control_closed, "supervisor")
 
     # -- control channel -------------------------------------------------
-    def _on_message(self, data: bytes, fd: int | None) -> None:
+    def _on_message(self, data: bytes, fds: list[int]) -> None:
         try:
             msg = M.decode_for_worker(data)
         except Exception as e:  # a malformed control message is a bug: log it loudly
             log.error("undecodable control message: %s", e)
-            if fd is not None:
-                os.close(fd)
+            _close_all(fds)
             return
         if isinstance(msg, M.HandOff):
-            if fd is None:
-                log.error("hand-off for cid %d arrived without a socket", msg.client_id)
+            if len(fds) != 1:
+                log.error("hand-off for cid %d arrived with %d descriptors", msg.client_id, len(fds))
+                _close_all(fds)
                 return
-            self._adopt(msg, fd)
+            self._adopt(msg, fds[0])
             return
-        if fd is not None:
-            os.close(fd)
+        if isinstance(msg, M.RingAttach):
+            self._attach_ring(msg, fds)
+            return
+        _close_all(fds)
         if isinstance(msg, M.Hello):
             self._hello(msg)
         elif isinstance(msg, M.Shutdown):
@@ -82,6 +94,12 @@ class Worker:
             self._disconnect(msg)
         elif isinstance(msg, M.UpdatePermissions):
             self._update_permissions(msg)
+        elif isinstance(msg, M.UpdateAccounts):
+            self.router.configure(msg.accounts)
+            for a in self.accounts.values():
+                a.stream_imports = self.router.has_stream_imports(a.name)
+                a.service_imports = self.router.has_service_imports(a.name)
+                a.exports_services = self.router.exports_services(a.name)
         elif isinstance(msg, M.Publish):
             acc = self.accounts.get(msg.account)
             if acc is not None:
@@ -96,6 +114,10 @@ class Worker:
         cfg = msg.config
         self.config = cfg
         natslog.setup(debug=cfg.debug, trace=cfg.trace, logtime=cfg.logtime, log_file=cfg.log_file)
+        self.router = Router(cfg.worker_id, cfg.workers, self._ring_send)
+        self.router.accounts_of = self.account
+        self.router.configure(cfg.accounts)
+        self._expiry_tick()
         self.channel.send(M.encode(M.Ready(worker_id=cfg.worker_id, pid=os.getpid())))
         log.debug("worker %d ready", cfg.worker_id)
 
@@ -114,9 +136,7 @@ class Worker:
         if self.config is None or self.lame_duck:
             sock.close()
             return
-        acc = self.accounts.get(h.account)
-        if acc is None:
-            acc = self.accounts[h.account] = Account(h.account)
+        acc = self.account(h.account)
         client = Client(self, h, acc)
         self.clients[client.cid] = client
         acc.clients[client.cid] = client
@@ -131,8 +151,76 @@ class Worker:
             if not client.closed:
                 client._teardown(ClosedReason.ReadError)
 
+    def account(self, name: str) -> Account:
+        """The account object, created on first use (accounts appear at runtime)."""
+        acc = self.accounts.get(name)
+        if acc is None:
+            acc = self.accounts[name] = Account(name, self.router)
+        return acc
+
+    def _expiry_tick(self) -> None:
+        if self.done.done():
+            return
+        self.router.expire()
+        self.loop.call_later(1.0, self._expiry_tick)
+
+    # -- rings to peer workers -------------------------------------------
+    def _attach_ring(self, msg: M.RingAttach, fds: list[int]) -> None:
+        if len(fds) != 2:
+            log.error("ring attach for peer %d with %d descriptors", msg.peer, len(fds))
+            _close_all(fds)
+            return
+        try:
+            spec = msgspec.msgpack.decode(msg.spec, type=RingSpec)
+        except msgspec.DecodeError as e:
+            log.error("ring attach for peer %d: bad spec: %s", msg.peer, e)
+            _close_all(fds)
+            return
+        if msg.role == "producer":
+            old = self.producers.pop(msg.peer, None)
+            if old is not None:
+                old.close()
+            self.producers[msg.peer] = open_producer(fds[0], fds[1], spec)
+            # The peer is new (or restarted): tell it what we subscribe to.
+            self.router.resend_interest(msg.peer)
+            self.ring_dirty.add(msg.peer)
+        else:
+            old_c = self.consumers.pop(msg.peer, None)
+            if old_c is not None:
+                self.loop.remove_reader(old_c.fileno())
+                old_c.close()
+                self.router.forget_peer(msg.peer)
+            consumer = open_consumer(fds[0], fds[1], spec)
+            self.consumers[msg.peer] = consumer
+            self.loop.add_reader(consumer.fileno(), self._drain_ring, msg.peer)
+        # The ring ends own the descriptors from here on (the memfd is closed
+        # once mapped, the eventfd when the end closes).
+        self.flush()
+
+    def _ring_send(self, peer: int, kind: int, payload: bytes) -> bool:
+        prod = self.producers.get(peer)
+        if prod is None:
+            return False
+        ok = prod.stage(kind, payload)
+        self.ring_dirty.add(peer)
+        return ok
+
+    def _drain_ring(self, peer: int) -> None:
+        consumer = self.consumers.get(peer)
+        if consumer is None:
+            return
+        receive = self.router.receive
+        for kind, payload in consumer.drain():
+            receive(kind, bytes(payload))
+        self.flush()
+
     def client_closed(self, client: Client, reason: ClosedReason) -> None:
         self.clients.pop(client.cid, None)
+        g = self.gone
+        g[0] += client.in_msgs
+        g[1] += client.out_msgs
+        g[2] += client.in_bytes
+        g[3] += client.out_bytes
         acc = client.account
         acc.clients.pop(client.cid, None)
         self.closed_count += 1
@@ -151,11 +239,16 @@ class Worker:
 
     def flush(self) -> None:
         dirty = self.dirty
-        if not dirty:
-            return
-        self.dirty = []
-        for c in dirty:
-            c.flush()
+        if dirty:
+            self.dirty = []
+            for c in dirty:
+                c.flush()
+        if self.ring_dirty:
+            peers, self.ring_dirty = self.ring_dirty, set()
+            for peer in peers:
+                prod = self.producers.get(peer)
+                if prod is not None:
+                    prod.publish()
 
     # -- supervisor requests ---------------------------------------------
     def stats(self, request_id: int) -> M.Stats:
@@ -189,6 +282,15 @@ class Worker:
                     tls_version=c.tls_version,
                     tls_cipher=c.tls_cipher,
                     subjects=[s.subject.decode("utf-8", "replace") for s in c.subs.values()],
+                    subs_detail=[
+                        M.SubStats(
+                            subject=s.subject.decode("utf-8", "replace"),
+                            sid=s.sid.decode("utf-8", "replace"),
+                            queue=s.queue.decode("utf-8", "replace") if s.queue else None,
+                            msgs=s.delivered,
+                        )
+                        for s in c.subs.values()
+                    ],
                 )
             )
         assert self.config is not None
@@ -205,6 +307,34 @@ class Worker:
             subscriptions=subs,
             connections=conns,
             closed=self.closed_count,
+            router=self.router.stats(),
+            account_stats=[self._account_stats(a) for a in self.accounts.values()],
+            total_in_msgs=self.gone[0] + in_msgs,
+            total_out_msgs=self.gone[1] + out_msgs,
+            total_in_bytes=self.gone[2] + in_bytes,
+            total_out_bytes=self.gone[3] + out_bytes,
+            rings=[p.stats() for p in self.producers.values()] + [c.stats() for c in self.consumers.values()],
+        )
+
+    @staticmethod
+    def _account_stats(a: Account) -> M.AccountStats:
+        st = a.sublist.stats()
+        real = sum(1 for sub in a.sublist.all_subs() if sub.client is not None)
+        return M.AccountStats(
+            name=a.name,
+            conns=len(a.clients),
+            in_msgs=a.in_msgs,
+            in_bytes=a.in_bytes,
+            out_msgs=a.out_msgs,
+            out_bytes=a.out_bytes,
+            num_subscriptions=real,
+            num_cache=int(st.get("num_cache", 0)),
+            num_inserts=int(st.get("num_inserts", 0)),
+            num_removes=int(st.get("num_removes", 0)),
+            num_matches=int(st.get("num_matches", 0)),
+            cache_hit_rate=float(st.get("cache_hit_rate", 0.0)),
+            max_fanout=int(st.get("max_fanout", 0)),
+            avg_fanout=float(st.get("avg_fanout", 0.0)),
         )
 
     def _disconnect(self, msg: M.Disconnect) -> None:

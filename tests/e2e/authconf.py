@@ -25,6 +25,7 @@ from rawproto import _lines, read_info
 from servers import Server, running
 
 __all__ = [
+    "Raw",
     "bcrypt_hash",
     "both",
     "connect_line",
@@ -33,6 +34,8 @@ __all__ = [
     "run",
     "sign_nonce",
     "transcript_info",
+    "wait_closed",
+    "wait_log",
     "write_conf",
 ]
 
@@ -203,3 +206,35 @@ class Raw:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def wait_closed(raw: Raw, timeout: float = 5.0) -> list[str]:
+    """Read until the server hangs up (or ``timeout``); server PINGs are left out."""
+    raw.sock.settimeout(timeout)
+    deadline = time.monotonic() + timeout
+    buf = raw.buf
+    closed = False
+    while time.monotonic() < deadline:
+        try:
+            chunk = raw.sock.recv(65536)
+        except TimeoutError:
+            break
+        except ConnectionResetError:
+            closed = True
+            break
+        if not chunk:
+            closed = True
+            break
+        buf += chunk
+    raw.buf = b""
+    lines = [line for line in _lines(buf) if line != "PING"]
+    return [*lines, "<closed>"] if closed else lines
+
+
+def wait_log(server: Server, text: str, count: int = 1, timeout: float = 10.0) -> None:
+    """Wait until ``text`` appears ``count`` times in the server's log."""
+    deadline = time.monotonic() + timeout
+    while server.log().count(text) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{server.kind}: {text!r} not logged {count}x:\n{server.log()[-3000:]}")
+        time.sleep(0.05)

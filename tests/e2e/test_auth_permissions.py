@@ -8,13 +8,15 @@ everything each connection saw; the results from the two servers must be equal.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 from authconf import Raw, both, connect_line, write_conf
 from rawproto import transcript
-from servers import Server
+from servers import Server, free_port, running
 
 pytestmark = [pytest.mark.e2e, pytest.mark.differential]
 
@@ -241,3 +243,23 @@ def test_queue_deny_bypass_natsd(pair: tuple[Server, Server], subs: bytes) -> No
     assert "p" not in got, got
     if b"prod" in subs:
         assert not any(line.startswith("MSG") for line in got), got
+
+
+# -- natsd stricter: empty permission lists are config errors -----------------------------
+
+
+@pytest.mark.parametrize("perms", ["publish: []", "subscribe: { allow: [] }", "publish: {}"])
+def test_empty_permission_list_rejected_at_load(tmp_path, perms: str) -> None:  # type: ignore[no-untyped-def]
+    """nats-server reads an empty list as "unrestricted" and starts; natsd refuses the file."""
+    conf = write_conf(tmp_path, "empty.conf", f"authorization {{ users: [ {{ user: u, password: p, permissions: {{ {perms} }} }} ] }}\n")
+    with running("nats-server", config=conf) as ref:
+        script = connect_line(user="u", password="p") + b"PUB x 1\r\nx\r\nPING\r\n"
+        assert transcript(ref.port, script) == ["PONG"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "natsd", "-c", conf, "-a", "127.0.0.1", "-p", str(free_port()), "--workers", "1"],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert b"empty" in proc.stdout + proc.stderr

@@ -4,14 +4,18 @@ Server A is told to enter lame duck mode: it stops accepting, sends INFO with
 ``"ldm": true`` to its clients (nats-py calls ``lame_duck_mode_cb``), waits
 ``lame_duck_grace_period`` and closes its clients over
 ``lame_duck_duration``. A client that also knows server B reconnects there
-and its subscriptions work again. The same scenario runs against the
-reference nats-server to keep the test honest about what clients expect.
+and its subscriptions work again.
+
+nats-server refuses a ``lame_duck_duration`` under 30 s, so it cannot run
+this scenario in test time; natsd accepts short values (documented).
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import socket
+import time
 from pathlib import Path
 
 import nats
@@ -62,12 +66,10 @@ async def scenario(a: Server, b: Server) -> None:
         await nc.close()
 
 
-@pytest.mark.differential
-@pytest.mark.parametrize("kind", ["natsd", "nats-server"])
-def test_client_sees_ldm_and_moves_to_the_other_server(kind: str, tmp_path: Path) -> None:
+def test_client_sees_ldm_and_moves_to_the_other_server(tmp_path: Path) -> None:
     conf = tmp_path / "ldm.conf"
     conf.write_text(LDM_CONF)
-    with running(kind, config=str(conf)) as a, running("natsd") as b:
+    with running("natsd", config=str(conf)) as a, running("natsd") as b:
         asyncio.run(scenario(a, b))
         # Once its clients are gone the lame duck server exits by itself.
         assert a.proc.wait(timeout=30) == 0
@@ -79,21 +81,21 @@ def test_lame_duck_refuses_new_clients(tmp_path: Path) -> None:
     conf.write_text(LDM_CONF)
 
     async def main(a: Server) -> None:
-        holder = await nats.connect(a.url, allow_reconnect=False)
-        closed = asyncio.Event()
-        holder._closed_cb = None  # noqa: SLF001 - nats-py has no public setter
+        holder = await nats.connect(a.url, max_reconnect_attempts=0)
         a.signal(signal.SIGUSR2)
-        # The listener closes first: a new client cannot get in.
-        for _ in range(100):
+        # The listener closes first: a new TCP connection is refused while
+        # the existing client is still being served (grace period).
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
             try:
-                nc = await nats.connect(a.url, allow_reconnect=False, connect_timeout=0.5)
-            except Exception:
-                closed.set()
+                socket.create_connection(("127.0.0.1", a.port), timeout=1).close()
+            except ConnectionRefusedError:
                 break
-            await nc.close()
             await asyncio.sleep(0.05)
-        await _wait(closed, "the listener to close")
+        else:
+            pytest.fail("listener still accepting in lame duck mode")
         await holder.close()
 
     with running("natsd", config=str(conf)) as a:
         asyncio.run(main(a))
+        assert a.proc.wait(timeout=30) == 0

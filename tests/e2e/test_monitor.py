@@ -38,7 +38,9 @@ def http_get(port: int, path: str, timeout: float = 10.0) -> tuple[int, Any]:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
                 body = r.read()
-                return r.status, json.loads(body) if r.headers.get("Content-Type") == "application/json" else body
+                return r.status, json.loads(body) if r.headers.get(
+                    "Content-Type"
+                ) == "application/json" else body
         except urllib.error.HTTPError as e:
             return e.code, e.read()
         except (ConnectionError, urllib.error.URLError):
@@ -73,7 +75,7 @@ def shape(doc: dict[str, Any]) -> dict[str, str]:
     return {k: kind_of(v) for k, v in doc.items()}
 
 
-async def traffic(port: int) -> None:
+async def traffic(port: int) -> tuple[Any, Any]:
     """Two clients, three subscriptions, five messages (two reach two subs)."""
     sub = await nats.connect(f"nats://127.0.0.1:{port}", name="sub")
     pub = await nats.connect(f"nats://127.0.0.1:{port}", name="pub")
@@ -86,14 +88,7 @@ async def traffic(port: int) -> None:
     await pub.flush()
     await sub.flush()
     await asyncio.sleep(0.2)
-    scrape_and_hold.clients = (sub, pub)
-
-
-class _Holder:
-    clients: tuple[Any, ...] = ()
-
-
-scrape_and_hold = _Holder()
+    return sub, pub
 
 
 def run_scenario(kind: str) -> dict[str, Any]:
@@ -102,11 +97,16 @@ def run_scenario(kind: str) -> dict[str, Any]:
         docs: dict[str, Any] = {"base": base}
 
         async def main() -> None:
-            await traffic(server.port)
+            clients = await traffic(server.port)
             loop = asyncio.get_running_loop()
-            for name, path in [("varz", "/varz"), ("connz", "/connz?subs=1"), ("subsz", "/subsz?subs=1"), ("healthz", "/healthz")]:
+            for name, path in [
+                ("varz", "/varz"),
+                ("connz", "/connz?subs=1"),
+                ("subsz", "/subsz?subs=1"),
+                ("healthz", "/healthz"),
+            ]:
                 docs[name] = (await loop.run_in_executor(None, http_get, mport, path))[1]
-            for c in scrape_and_hold.clients:
+            for c in clients:
                 await c.close()
 
         asyncio.run(main())
@@ -137,13 +137,21 @@ def test_documents_match_nats_server_shape_and_counters() -> None:
     for name in ("sub", "pub"):
         for key in ("in_msgs", "out_msgs", "in_bytes", "out_bytes", "subscriptions"):
             assert by_name[name][key] == ref_by_name[name][key], (name, key)
-    assert sorted(by_name["sub"]["subscriptions_list"]) == sorted(ref_by_name["sub"]["subscriptions_list"])
+    assert sorted(by_name["sub"]["subscriptions_list"]) == sorted(
+        ref_by_name["sub"]["subscriptions_list"]
+    )
     ours_subs = sorted(s["subject"] for s in ours["subsz"]["subscriptions_list"])
     assert ours_subs == ["other", "t.*", "t.a"]
 
 
 def test_errors_match_nats_server() -> None:
-    paths = ["/connz?sort=bogus", "/connz?sort=stop", "/connz?limit=abc", "/accountz?acc=nope", "/nope"]
+    paths = [
+        "/connz?sort=bogus",
+        "/connz?sort=stop",
+        "/connz?limit=abc",
+        "/accountz?acc=nope",
+        "/nope",
+    ]
     results: dict[str, list[tuple[int, Any]]] = {}
     for kind in ("natsd", "nats-server"):
         with monitored(kind) as (_, mport):
@@ -175,7 +183,13 @@ def test_accounts_users_and_no_secrets(tmp_path: Path) -> None:
             await nc.subscribe("a.>")
             await nc.flush()
             loop = asyncio.get_running_loop()
-            for path in ("/varz", "/connz?auth=1&subs=detail", "/subsz?subs=1", "/accountz?acc=A", "/accstatz"):
+            for path in (
+                "/varz",
+                "/connz?auth=1&subs=detail",
+                "/subsz?subs=1",
+                "/accountz?acc=A",
+                "/accstatz",
+            ):
                 _, doc = await loop.run_in_executor(None, http_get, mport, path)
                 text = json.dumps(doc)
                 assert "s3cretPW" not in text and "b0bPW" not in text, path

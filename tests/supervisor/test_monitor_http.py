@@ -49,7 +49,9 @@ class FakeSupervisor:
         self.opts = Options(
             host="127.0.0.1",
             authorization=Authorization(token=SECRETS[1]),
-            accounts=(Account(name="A", users=(User(user="alice", password=SECRETS[2], account="A"),)),),
+            accounts=(
+                Account(name="A", users=(User(user="alice", password=SECRETS[2], account="A"),)),
+            ),
             http_port=-1,
         )
         self.server_id = "NFAKE"
@@ -68,15 +70,39 @@ class FakeSupervisor:
         self.gathers += 1
         await asyncio.sleep(self.gather_delay)
         c = M.ConnStats(
-            cid=1, account="A", user="alice", host="127.0.0.1", port=5555, start=time.time(),
-            last_activity=time.time(), in_msgs=1, out_msgs=2, in_bytes=3, out_bytes=4, subs=1,
-            pending_bytes=0, name=None, lang="python3", version="2", rtt=0.001, subjects=["foo"],
-        )  # fmt: skip
+            cid=1,
+            account="A",
+            user="alice",
+            host="127.0.0.1",
+            port=5555,
+            start=time.time(),
+            last_activity=time.time(),
+            in_msgs=1,
+            out_msgs=2,
+            in_bytes=3,
+            out_bytes=4,
+            subs=1,
+            pending_bytes=0,
+            name=None,
+            lang="python3",
+            version="2",
+            rtt=0.001,
+            subjects=["foo"],
+        )
         return [
             M.Stats(
-                request_id=1, worker_id=0, pid=os.getpid(), accounts=["A"], in_msgs=1, out_msgs=2,
-                in_bytes=3, out_bytes=4, slow_consumers=0, subscriptions=1, connections=[c],
-            )  # fmt: skip
+                request_id=1,
+                worker_id=0,
+                pid=os.getpid(),
+                accounts=["A"],
+                in_msgs=1,
+                out_msgs=2,
+                in_bytes=3,
+                out_bytes=4,
+                slow_consumers=0,
+                subscriptions=1,
+                connections=[c],
+            )
         ]
 
 
@@ -148,7 +174,9 @@ def test_http_errors() -> None:
         assert (status, data) == (400, b"invalid sorting option: bogus")
         status, _, _ = await request(port, b"GARBAGE\r\n\r\n")
         assert status == 400
-        status, _, _ = await request(port, b"GET /varz HTTP/1.1\r\nX: " + b"a" * MAX_REQUEST + b"\r\n\r\n")
+        status, _, _ = await request(
+            port, b"GET /varz HTTP/1.1\r\nX: " + b"a" * MAX_REQUEST + b"\r\n\r\n"
+        )
         assert status == 431
         status, headers, data = await request(port, get("/varz", "HEAD"))
         assert status == 200 and data == b"" and int(headers["Content-Length"]) > 0

@@ -17,12 +17,25 @@ START = 1_700_000_000.0
 
 def conn(cid: int, account: str = "$G", **kw: Any) -> M.ConnStats:
     base: dict[str, Any] = dict(
-        cid=cid, account=account, user=None, host="127.0.0.1", port=40000 + cid,
-        start=START + cid, last_activity=NOW - cid, in_msgs=cid, out_msgs=10 * cid,
-        in_bytes=5 * cid, out_bytes=50 * cid, subs=cid % 3, pending_bytes=0,
-        name=f"c{cid}", lang="python3", version="2.0", rtt=0.000721,
+        cid=cid,
+        account=account,
+        user=None,
+        host="127.0.0.1",
+        port=40000 + cid,
+        start=START + cid,
+        last_activity=NOW - cid,
+        in_msgs=cid,
+        out_msgs=10 * cid,
+        in_bytes=5 * cid,
+        out_bytes=50 * cid,
+        subs=cid % 3,
+        pending_bytes=0,
+        name=f"c{cid}",
+        lang="python3",
+        version="2.0",
+        rtt=0.000721,
         subjects=[f"s.{cid}.{i}" for i in range(cid % 3)],
-    )  # fmt: skip
+    )
     base.update(kw)
     return M.ConnStats(**base)
 
@@ -46,12 +59,24 @@ def stats(worker: int, conns: list[M.ConnStats], **kw: Any) -> M.Stats:
 
 def snap(stats_list: list[M.Stats], **kw: Any) -> J.Snapshot:
     opts = kw.pop("opts", Options(host="127.0.0.1", port=4222, http_port=8222))
-    workers = tuple(J.WorkerView(s.worker_id, s.pid, True, 0, len(s.connections)) for s in stats_list)
+    workers = tuple(
+        J.WorkerView(s.worker_id, s.pid, True, 0, len(s.connections)) for s in stats_list
+    )
     base: dict[str, Any] = dict(
-        server_id="NSERVER", server_name="srv", info={"version": "2.10.0", "proto": 1, "go": "python3.11", "port": 4222},
-        opts=opts, start=START, now=NOW, total_connections=9, auth_timeout=2.0, workers=workers,
-        stats=tuple(stats_list), mem=123, cpu=1.5, cores=2,
-    )  # fmt: skip
+        server_id="NSERVER",
+        server_name="srv",
+        info={"version": "2.10.0", "proto": 1, "go": "python3.11", "port": 4222},
+        opts=opts,
+        start=START,
+        now=NOW,
+        total_connections=9,
+        auth_timeout=2.0,
+        workers=workers,
+        stats=tuple(stats_list),
+        mem=123,
+        cpu=1.5,
+        cores=2,
+    )
     base.update(kw)
     return J.Snapshot(**base)
 
@@ -62,18 +87,32 @@ def snap(stats_list: list[M.Stats], **kw: Any) -> J.Snapshot:
 @pytest.mark.parametrize(
     ("ns", "text"),
     [
-        (0, "0s"), (1, "1ns"), (1500, "1.5µs"), (721_000, "721µs"), (1_234_567, "1.234567ms"),
-        (1_000_000_000, "1s"), (1_500_000_000, "1.5s"), (62_000_000_000, "1m2s"),
-        (3_600_000_000_000, "1h0m0s"), (-1500, "-1.5µs"),
+        (0, "0s"),
+        (1, "1ns"),
+        (1500, "1.5µs"),
+        (721_000, "721µs"),
+        (1_234_567, "1.234567ms"),
+        (1_000_000_000, "1s"),
+        (1_500_000_000, "1.5s"),
+        (62_000_000_000, "1m2s"),
+        (3_600_000_000_000, "1h0m0s"),
+        (-1500, "-1.5µs"),
     ],
-)  # fmt: skip
+)
 def test_go_duration(ns: int, text: str) -> None:
     assert F.go_duration(ns) == text
 
 
 @pytest.mark.parametrize(
     ("secs", "text"),
-    [(0, "0s"), (59.9, "59s"), (62, "1m2s"), (3723, "1h2m3s"), (90061, "1d1h1m1s"), (366 * 86400, "1y1d0h0m0s")],
+    [
+        (0, "0s"),
+        (59.9, "59s"),
+        (62, "1m2s"),
+        (3723, "1h2m3s"),
+        (90061, "1d1h1m1s"),
+        (366 * 86400, "1y1d0h0m0s"),
+    ],
 )
 def test_uptime(secs: float, text: str) -> None:
     assert F.uptime(secs) == text
@@ -124,8 +163,14 @@ def test_varz_silent_worker_counts_supervisor_record() -> None:
     v = J.varz(s)
     assert v["connections"] == 5
     assert v["workers"][1] == {
-        "index": 1, "pid": 1001, "ready": True, "responding": False, "restarts": 2, "accounts": [], "connections": 4,
-    }  # fmt: skip
+        "index": 1,
+        "pid": 1001,
+        "ready": True,
+        "responding": False,
+        "restarts": 2,
+        "accounts": [],
+        "connections": 4,
+    }
 
 
 def test_varz_prefers_cumulative_totals_when_reported() -> None:
@@ -152,7 +197,13 @@ def test_connz_fields_and_defaults() -> None:
 
 @pytest.mark.parametrize(
     ("sort", "order"),
-    [("cid", [1, 2, 3]), ("msgs_to", [3, 2, 1]), ("idle", [3, 2, 1]), ("start", [1, 2, 3]), ("uptime", [1, 2, 3])],
+    [
+        ("cid", [1, 2, 3]),
+        ("msgs_to", [3, 2, 1]),
+        ("idle", [3, 2, 1]),
+        ("start", [1, 2, 3]),
+        ("uptime", [1, 2, 3]),
+    ],
 )
 def test_connz_sort(sort: str, order: list[int]) -> None:
     d = J.connz(snap([stats(0, [conn(3), conn(1)]), stats(1, [conn(2)])]), {"sort": [sort]})
@@ -207,14 +258,23 @@ def test_subsz_without_worker_sublist_stats() -> None:
     assert d["num_subscriptions"] == 3 and d["num_cache"] == 0 and d["total"] == 0
     assert "subscriptions_list" not in d
     d = J.subsz(s, {"subs": ["1"], "test": ["s.2.1"]})
-    assert d["subscriptions_list"] == [{"account": "$G", "account_tag": "$G", "subject": "s.2.1", "cid": 2}]
+    assert d["subscriptions_list"] == [
+        {"account": "$G", "account_tag": "$G", "subject": "s.2.1", "cid": 2}
+    ]
 
 
 def test_subsz_merges_worker_sublist_stats() -> None:
     class Rec:
-        def __init__(self, name: str, matches: int, rate: float, cache: int, avg: float, mx: int) -> None:
+        def __init__(
+            self, name: str, matches: int, rate: float, cache: int, avg: float, mx: int
+        ) -> None:
             self.name, self.conns, self.num_subscriptions = name, 1, 2
-            self.num_cache, self.num_inserts, self.num_removes, self.num_matches = cache, 3, 1, matches
+            self.num_cache, self.num_inserts, self.num_removes, self.num_matches = (
+                cache,
+                3,
+                1,
+                matches,
+            )
             self.cache_hit_rate, self.avg_fanout, self.max_fanout = rate, avg, mx
             self.in_msgs = self.in_bytes = self.out_msgs = self.out_bytes = self.slow_consumers = 0
 

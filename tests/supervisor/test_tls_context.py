@@ -200,7 +200,7 @@ def test_ca_cert_as_leaf_passes_openssl_but_not_natsd(pki: PKI) -> None:
 
 def test_verify_off_requests_no_client_cert(pki: PKI) -> None:
     good = pki.client("unasked", "CN=unasked")
-    server, result = handshake(
+    server, _ = handshake(
         build_server_context(opts(pki)),
         client_context(pki.ca.cert_path, good.cert_path, good.key_path),
     )

@@ -135,7 +135,7 @@ def test_round_trip_and_pre_bytes(kind: str, pki: PKI, server_ctx: ssl.SSLContex
         return reply
 
     async def main() -> None:
-        lsock = listener()
+        lsock = listener(SMALL_BUF)
         cli = in_thread(client, lsock.getsockname()[1])
         conn = await accept_one(lsock, server_ctx)
         line, pre = await read_connect(conn)
@@ -179,7 +179,7 @@ def test_bulk_client_to_worker_with_back_pressure(
         await writer.wait_closed()
 
     async def main() -> None:
-        lsock = listener()
+        lsock = listener(SMALL_BUF)
         cli = in_thread(client, lsock.getsockname()[1])
         conn = await accept_one(lsock, server_ctx)
         _, pre = await read_connect(conn)
@@ -225,7 +225,7 @@ def test_bulk_worker_to_client_with_back_pressure_and_half_close(
         sock.shutdown(socket.SHUT_WR)  # half-close: "no more from the worker"
 
     async def main() -> None:
-        lsock = listener()
+        lsock = listener(SMALL_BUF)
         cli = in_thread(client, lsock.getsockname()[1])
         conn = await accept_one(lsock, server_ctx)
         await read_connect(conn)
@@ -257,7 +257,7 @@ def test_client_close_notify_reaches_worker_as_eof(
         await writer.wait_closed()
 
     async def main() -> None:
-        lsock = listener()
+        lsock = listener(SMALL_BUF)
         cli = in_thread(client, lsock.getsockname()[1])
         conn = await accept_one(lsock, server_ctx)
         _, pre = await read_connect(conn)
@@ -279,7 +279,7 @@ def test_relay_after_client_vanished(pki: PKI, server_ctx: ssl.SSLContext) -> No
         writer.transport.abort()
 
     async def main() -> None:
-        lsock = listener()
+        lsock = listener(SMALL_BUF)
         cli = in_thread(client, lsock.getsockname()[1])
         conn = await accept_one(lsock, server_ctx)
         await cli

@@ -113,7 +113,7 @@ def test_stream_subjects_match_reference(server: Server, table: ImportTable) -> 
 
     got = run(main())
     assert got.pop("C") == []
-    assert sum(map(len, got.values())) > 20  # the scenario exercises the imports
+    assert sum(map(len, got.values())) >= 15  # the scenario exercises the imports
     for pat, received in got.items():
         expected = []
         for p in [*A_PUBS, SENTINEL]:

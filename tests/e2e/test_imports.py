@@ -1,0 +1,158 @@
+"""Accounts that share: stream and service imports, across and within workers.
+
+The same config runs on nats-server (the reference) and on natsd with one
+worker, with exporter and importer on the same worker, and on different
+workers (account names chosen so that the hash places them apart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.errors import NoRespondersError
+from servers import Server, running
+
+from natsd.sharding import worker_for
+
+pytestmark = pytest.mark.e2e
+
+CONF = """
+accounts {
+  %(exp)s: {
+    users: [ {user: exp, password: exp} ]
+    exports: [
+      {stream: "a.>"}
+      {service: "svc.x"}
+      {service: "svc.s", response_type: stream}
+      {stream: "priv.>", accounts: [%(imp)s]}
+    ]
+  }
+  %(imp)s: {
+    users: [ {user: imp, password: imp} ]
+    imports: [
+      {stream: {account: %(exp)s, subject: "a.>"}, prefix: "from"}
+      {stream: {account: %(exp)s, subject: "priv.>"}}
+      {service: {account: %(exp)s, subject: "svc.x"}, to: "x"}
+      {service: {account: %(exp)s, subject: "svc.s"}}
+    ]
+  }
+  OTHER: { users: [ {user: other, password: other} ] }
+}
+"""
+
+# (exporter, importer, natsd workers): names picked so that with 2 workers
+# ACME/B share a worker and EXP/IMP do not.
+LAYOUTS = [("ACME", "IMP", 1), ("A", "B", 2), ("EXP", "IMP", 2)]
+
+
+def _conf(tmp: Path, exp: str, imp: str) -> str:
+    path = tmp / f"imports-{exp}-{imp}.conf"
+    path.write_text(CONF % {"exp": exp, "imp": imp})
+    return str(path)
+
+
+@pytest.fixture(params=LAYOUTS + [("EXP", "IMP", 0)], ids=lambda p: f"{p[0]}-{p[1]}-w{p[2]}" if p[2] else "nats-server")
+def layout(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Server, int]]:
+    exp, imp, workers = request.param
+    if workers == 2:
+        same = worker_for(exp, 2) == worker_for(imp, 2)
+        assert same == (exp == "A"), "layout names no longer land where the test expects"
+    conf = _conf(tmp_path, exp, imp)
+    kind = "natsd" if workers else "nats-server"
+    with running(kind, config=conf, workers=workers or None) as s:
+        yield s, workers
+
+
+def url(server: Server, user: str) -> str:
+    return f"nats://{user}:{user}@127.0.0.1:{server.port}"
+
+
+def run(coro) -> None:  # type: ignore[no-untyped-def]
+    asyncio.run(asyncio.wait_for(coro, 30))
+
+
+def test_stream_import_prefix_and_private(layout: tuple[Server, int]) -> None:
+    server, _ = layout
+
+    async def main() -> None:
+        exp = await nats.connect(url(server, "exp"))
+        imp = await nats.connect(url(server, "imp"))
+        other = await nats.connect(url(server, "other"))
+        prefixed = await imp.subscribe("from.a.>")
+        unprefixed = await imp.subscribe("a.>")
+        private = await imp.subscribe("priv.>")
+        nothing = await other.subscribe(">")
+        await imp.flush()
+        await other.flush()
+        await asyncio.sleep(0.2)  # interest crosses workers asynchronously
+        await exp.publish("a.one", b"1")
+        await exp.publish("priv.two", b"2")
+        await exp.publish("b.three", b"3")
+        await exp.flush()
+        m = await prefixed.next_msg(timeout=3)
+        assert (m.subject, m.data) == ("from.a.one", b"1")
+        m = await private.next_msg(timeout=3)
+        assert (m.subject, m.data) == ("priv.two", b"2")
+        for sub in (unprefixed, nothing, prefixed, private):
+            with pytest.raises(nats.errors.TimeoutError):
+                await sub.next_msg(timeout=0.3)
+        for nc in (exp, imp, other):
+            await nc.close()
+
+    run(main())
+
+
+def test_service_import_singleton_and_stream(layout: tuple[Server, int]) -> None:
+    server, _ = layout
+
+    async def main() -> None:
+        exp = await nats.connect(url(server, "exp"))
+        imp = await nats.connect(url(server, "imp"))
+        other = await nats.connect(url(server, "other"))
+
+        async def echo(msg) -> None:  # type: ignore[no-untyped-def]
+            await exp.publish(msg.reply, b"echo:" + msg.data)
+            await exp.publish(msg.reply, b"second")  # singleton: dropped
+
+        async def stream(msg) -> None:  # type: ignore[no-untyped-def]
+            for i in range(3):
+                await exp.publish(msg.reply, b"part%d" % i)
+
+        await exp.subscribe("svc.x", cb=echo)
+        await exp.subscribe("svc.s", cb=stream)
+        await exp.flush()
+        r = await imp.request("x", b"hi", timeout=3)
+        assert r.data == b"echo:hi"
+        inbox = imp.new_inbox()
+        sub = await imp.subscribe(inbox)
+        await imp.publish("x", b"again", reply=inbox)
+        assert (await sub.next_msg(timeout=3)).data == b"echo:again"
+        with pytest.raises(nats.errors.TimeoutError):
+            await sub.next_msg(timeout=0.4)
+        inbox2 = imp.new_inbox()
+        parts = await imp.subscribe(inbox2)
+        await imp.publish("svc.s", b"go", reply=inbox2)
+        got = [(await parts.next_msg(timeout=3)).data for _ in range(3)]
+        assert got == [b"part0", b"part1", b"part2"]
+        with pytest.raises(NoRespondersError):
+            await other.request("x", b"nobody", timeout=2)
+        for nc in (exp, imp, other):
+            await nc.close()
+
+    run(main())
+
+
+def test_service_import_no_responders(layout: tuple[Server, int]) -> None:
+    server, _ = layout
+
+    async def main() -> None:
+        imp = await nats.connect(url(server, "imp"))
+        with pytest.raises(NoRespondersError):
+            await imp.request("x", b"anyone?", timeout=3)
+        await imp.close()
+
+    run(main())
