@@ -94,8 +94,10 @@ def _lookup(cfg: AuthConfig, user: str | None):  # type: ignore[no-untyped-def]
 
 def _judge(entry, old_cfg: AuthConfig, new_cfg: AuthConfig) -> str:  # type: ignore[no-untyped-def]
     if not old_cfg.enforced:
-        # Anonymous client: fine unless authentication is now required.
-        return "close" if new_cfg.enforced and not new_cfg.no_auth_fast_path() and not new_cfg.anonymous_g else "keep"
+        # Anonymous client in $G: once authentication is on, even a
+        # no_auth_user would bind it elsewhere with other permissions, so it
+        # must reconnect (nats-server refuses such a reload instead).
+        return "close" if new_cfg.enforced else "keep"
     old = _lookup(old_cfg, entry.user)
     new = _lookup(new_cfg, entry.user)
     if old is None:
@@ -107,6 +109,8 @@ def _judge(entry, old_cfg: AuthConfig, new_cfg: AuthConfig) -> str:  # type: ign
         )
         return "keep" if same and new_cfg.enforced else "close"
     if new is None or new.password != old.password or new.account != old.account:
+        return "close"
+    if not new.admits("STANDARD"):
         return "close"
     if new.permissions != entry.permissions:
         return "update"

@@ -135,24 +135,7 @@ SCRIPTS: dict[str, dict[str, bytes]] = {
 
 CONFIGS = {"users": USERS, "no-auth": NO_AUTH, "token": TOKEN}
 
-# natsd bugs: the connection is refused either way, but with the wrong -ERR text.
-_FIRST_BYTE = (
-    "natsd bug: with auth required, nats-server answers 'Authorization Violation' as soon as "
-    "the first byte is not C/c; natsd's acceptor reports the parser error of the first line "
-    "instead (supervisor/acceptor.py Handshake._run checks OP_ERROR before the first-op rule)"
-)
-XFAIL = {
-    ("users", "garbage-before-connect"): _FIRST_BYTE,
-    ("users", "leading-space-connect"): _FIRST_BYTE,
-    ("users", "oversized-first-op"): _FIRST_BYTE,
-}
-CASES = [
-    pytest.param(c, n, marks=pytest.mark.xfail(reason=XFAIL[(c, n)], strict=True))
-    if (c, n) in XFAIL
-    else (c, n)
-    for c in SCRIPTS
-    for n in sorted(SCRIPTS[c])
-]
+CASES = [(c, n) for c in SCRIPTS for n in sorted(SCRIPTS[c])]
 
 
 @pytest.fixture(scope="module")

@@ -190,14 +190,7 @@ def test_broken_config_leaves_server_untouched(kind: str, tmp_path: Path) -> Non
     "kind",
     [
         "nats-server",
-        pytest.param(
-            "natsd",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="natsd bug: reload._judge compares only password, account and permissions; "
-                "a user whose allowed_connection_types no longer admit STANDARD stays connected",
-            ),
-        ),
+        "natsd",
     ],
 )
 def test_connection_types_no_longer_admitting_client_close_it(kind: str, tmp_path: Path) -> None:
@@ -215,16 +208,7 @@ def test_connection_types_no_longer_admitting_client_close_it(kind: str, tmp_pat
     "kind",
     [
         "nats-server",
-        pytest.param(
-            "natsd",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="natsd bug: a reload from no auth to no_auth_user keeps anonymous $G clients "
-                "unrestricted in $G (reload._judge returns keep when no_auth_fast_path()), while new "
-                "anonymous clients are bound to the no_auth_user's account and permissions; "
-                "nats-server refuses the reload ('config reload not supported for NoAuthUser')",
-            ),
-        ),
+        "natsd",
     ],
 )
 def test_reload_to_no_auth_user_leaves_no_unrestricted_anonymous_client(kind: str, tmp_path: Path) -> None:
