@@ -32,7 +32,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from natsd.auth.authenticate import AuthFail, AuthOk, ClientInfo, authenticate, credential_digest
+from natsd.auth.tlspeer import TLSPeer, peer_from_der
 from natsd.config.schema import GLOBAL_ACCOUNT
 from natsd.ipc import messages as M
 from natsd.proto import errors as E
@@ -41,6 +44,14 @@ from natsd.proto.errors import ProtocolError
 from natsd.proto.parser import OP_CONNECT, OP_ERROR, Parser
 from natsd.proto.writer import info_line
 from supervisor.info import new_nonce
+from supervisor.tls import (
+    TLSConn,
+    TLSHandshakeFailed,
+    accept_tls,
+    check_client_leaf,
+    check_pinned,
+    peek_first_byte,
+)
 
 if TYPE_CHECKING:
     from supervisor.server import Supervisor
@@ -73,6 +84,8 @@ class Handshake:
     def __init__(self, sup: Supervisor, sock: socket.socket, addr: tuple[str, int], cid: int) -> None:
         self.sup = sup
         self.sock = sock
+        self.tls: TLSConn | None = None
+        self.peer: TLSPeer | None = None
         self.host = str(addr[0]) if addr else ""
         self.port = int(addr[1]) if addr and len(addr) > 1 else 0
         self.cid = cid
@@ -86,13 +99,53 @@ class Handshake:
             self._close()
 
     async def _send(self, data: bytes) -> None:
-        await self.loop.sock_sendall(self.sock, data)
+        if self.tls is not None:
+            self.tls.send(data)
+        else:
+            await self.loop.sock_sendall(self.sock, data)
+
+    async def _recv(self) -> bytes:
+        if self.tls is not None:
+            return await self.tls.recv()
+        return await self.loop.sock_recv(self.sock, READ_CHUNK)
 
     def _close(self) -> None:
+        if self.tls is not None:
+            self.tls.close()
+            return
         try:
             self.sock.close()
         except OSError:
             pass
+
+    async def _start_tls(self) -> bool:
+        """Handshake (and client-certificate checks); False if the client is gone."""
+        sup = self.sup
+        tls = sup.opts.tls
+        assert tls is not None and sup.tls_ctx is not None
+        try:
+            conn = await accept_tls(self.loop, self.sock, sup.tls_ctx, tls.timeout)
+        except TLSHandshakeFailed as e:
+            log.info("%s:%d - cid:%d - TLS handshake error: %s", self.host, self.port, self.cid, e)
+            return False
+        self.tls = conn
+        sup.track_relay(conn)
+        der = conn.peer_der()
+        if tls.verify or tls.verify_and_map:
+            problem = check_client_leaf(der) if der is not None else "no client certificate"
+            if problem is None and tls.pinned_certs and not check_pinned(der, tls.pinned_certs):
+                problem = "certificate not in pinned_certs"
+            if problem is not None:
+                log.info("%s:%d - cid:%d - TLS client certificate refused: %s", self.host, self.port, self.cid, problem)
+                conn.abort()
+                return False
+            assert der is not None
+            try:
+                self.peer = peer_from_der(der, verified=True)
+            except ValueError:
+                conn.abort()
+                return False
+        return True
 
     async def _refuse(self, text: str | None, reason: str) -> None:
         """Send ``-ERR 'text'`` (none when ``text`` is None, as nats-server) and close."""
@@ -119,7 +172,19 @@ class Handshake:
         info["client_ip"] = self.host
         if nonce is not None:
             info["nonce"] = nonce
-        await self._send(info_line(info))
+        tls = opts.tls
+        if tls is not None and tls.handshake_first:
+            if not await self._start_tls():
+                return
+            await self._send(info_line(info))
+        else:
+            await self._send(info_line(info))
+            if tls is not None:
+                first = b"\x16"
+                if opts.allow_non_tls:
+                    first = await peek_first_byte(self.loop, self.sock, sup.auth_timeout) or b""
+                if first[:1] == b"\x16" and not await self._start_tls():
+                    return
         if not cfg.enforced:
             self._hand_off(GLOBAL_ACCOUNT, None, None, M.ConnectInfo(), connected=False, pending=b"", digest=b"")
             return
@@ -132,7 +197,7 @@ class Handshake:
                 await self._refuse(E.ERR_AUTH_TIMEOUT, "no CONNECT within auth timeout")
                 return
             try:
-                data = await asyncio.wait_for(self.loop.sock_recv(self.sock, READ_CHUNK), remaining)
+                data = await asyncio.wait_for(self._recv(), remaining)
             except TimeoutError:
                 await self._refuse(E.ERR_AUTH_TIMEOUT, "no CONNECT within auth timeout")
                 return
@@ -167,7 +232,7 @@ class Handshake:
         await self._refuse(E.ERR_AUTH_VIOLATION, "operation before CONNECT")
 
     def _client_info(self, nonce: str | None) -> ClientInfo:
-        return ClientInfo(host=self.host, port=self.port, nonce=nonce)
+        return ClientInfo(host=self.host, port=self.port, nonce=nonce, tls=self.peer)
 
     async def _connect(self, raw: bytes, rest: bytes, nonce: str | None) -> None:
         try:
@@ -248,4 +313,16 @@ class Handshake:
             max_payload=ok.max_payload if ok else -1,
             is_system=ok.is_system if ok else False,
         )
-        sup.hand_off(h, self.sock, jwt)
+        if self.tls is None:
+            sup.hand_off(h, self.sock, jwt)
+            return
+        # TLS: the worker gets one end of a socketpair; we relay plaintext.
+        conn = self.tls
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours.setblocking(False)
+        h = msgspec.structs.replace(h, tls=True, tls_version=conn.tls_version, tls_cipher=conn.cipher)
+        if not sup.hand_off(h, theirs, jwt):
+            ours.close()
+            conn.close()
+            return
+        self.loop.create_task(conn.start_relay(ours))

@@ -25,6 +25,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,7 @@ from supervisor.info import COMPAT_VERSION, base_info, new_server_id
 from supervisor.monitor import MonitorServer
 from supervisor.operator import OperatorMode, build_authenticator
 from supervisor.sharding import worker_for
+from supervisor.tls import TLSConfigError, TLSConn, build_server_context
 
 log = logging.getLogger("natsd")
 
@@ -88,6 +90,13 @@ class Supervisor:
         self.lame_duck = False
         self._handshakes: set[asyncio.Task[None]] = set()
         self.monitor: MonitorServer | None = None
+        self.relays: set[TLSConn] = set()
+        self.tls_ctx = None
+        if opts.tls is not None:
+            try:
+                self.tls_ctx = build_server_context(opts.tls, warn=log.warning)
+            except (OSError, ssl.SSLError) as e:
+                raise TLSConfigError(f"cannot load certificates: {e}") from e
         self.config_load_time = time.time()
         self._stats_seq = 0
         self._stats_waiting: dict[int, dict[int, asyncio.Future[M.Stats]]] = {}
@@ -216,16 +225,22 @@ class Supervisor:
         index = worker_for(account, self.workers)
         self.arbiter.send(index, M.Publish(account=account, subject=subject, reply=reply, payload=payload))
 
-    def hand_off(self, h: M.HandOff, sock: socket.socket, jwt: str | None = None) -> None:
+    def hand_off(self, h: M.HandOff, sock: socket.socket, jwt: str | None = None) -> bool:
         index = worker_for(h.account, self.workers)
         fd = sock.detach()
         if not self.arbiter.send(index, h, fd):
             log.error("cid:%d - worker %d unavailable; closing client", h.client_id, index)
             self._client_gone(h.client_id)
-            return
+            return False
         self.clients[h.client_id] = ClientEntry(index, h.account, h.user, h.permissions, jwt)
         self.arbiter.slots[index].clients.add(h.client_id)
         log.debug("cid:%d - handed to worker %d (account %s)", h.client_id, index, h.account)
+        return True
+
+    def track_relay(self, conn: TLSConn) -> None:
+        """Keep a TLS relay alive (and counted) until both of its sides close."""
+        self.relays.add(conn)
+        conn.closed.add_done_callback(lambda _: self.relays.discard(conn))
 
     def _client_gone(self, cid: int) -> None:
         entry = self.clients.pop(cid, None)
@@ -394,6 +409,9 @@ def run(opts: Options, argv: list[str] | None = None) -> int:
             sup = Supervisor(opts, asyncio.get_running_loop(), argv)
         except OperatorConfigError as e:
             log.critical("operator configuration error: %s", e)
+            return 1
+        except TLSConfigError as e:
+            log.critical("TLS configuration error: %s", e)
             return 1
         return await sup.run()
 

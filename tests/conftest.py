@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from servers import Server, running  # noqa: E402
+from servers import Server, running
 
 
 @pytest.fixture
