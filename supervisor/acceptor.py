@@ -265,6 +265,8 @@ class Handshake:
         )
         if await self._over_account_limit(result.account):
             return
+        if self.sup.operator is not None:
+            self.sup.operator.ensure_account(result.account)
         self._hand_off_ok(result, ci, connected=True, pending=rest, digest=credential_digest(c), jwt=c.jwt)
 
     async def _over_account_limit(self, account: str) -> bool:

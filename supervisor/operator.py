@@ -27,7 +27,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from natsd.auth.jwt import AccountClaims
-from natsd.auth.operator import JwtAuthenticator, OperatorConfigError, TrustedOperators, reevaluate
+from natsd.auth.operator import (
+    AccountInfo,
+    JwtAuthenticator,
+    OperatorConfigError,
+    TrustedOperators,
+    reevaluate,
+)
 from natsd.auth.resolver import (
     DirResolver,
     MemoryResolver,
@@ -38,6 +44,7 @@ from natsd.auth.resolver import (
 from natsd.auth.sysreq import GENERIC_UPDATE, SERVER_PING
 from natsd.auth.sysreq import LOOKUP as _LOOKUP
 from natsd.auth.sysreq import UPDATE as _UPDATE
+from natsd.config import schema
 from natsd.config.schema import Options
 from natsd.ipc import messages as M
 
@@ -73,10 +80,77 @@ def build_authenticator(opts: Options) -> JwtAuthenticator | None:
     return JwtAuthenticator(trusted, resolver, sys_acc or trusted.system_account, opts.resolver_pinned_accounts)
 
 
+def account_routes_from_jwt(info: AccountInfo) -> schema.Account:
+    """The exports and authorised imports of a JWT account, in config form.
+
+    Imports the exporter does not authorise (missing or invalid activation
+    token, revoked, wrong account) are left out here, so the worker's tables
+    never see them; exports are then public to the table, which only ever
+    meets vetted imports.
+    """
+    stream_exports = []
+    service_exports = []
+    for e in info.exports:
+        if e.type == "service":
+            rt = (e.response_type or "singleton").lower()
+            service_exports.append(
+                schema.ServiceExport(
+                    subject=e.subject,
+                    response_type=rt if rt in ("singleton", "stream", "chunked") else "singleton",
+                    response_threshold=e.response_threshold / 1e9 if e.response_threshold else 120.0,
+                    account_token_position=e.account_token_position,
+                )
+            )
+        else:
+            stream_exports.append(schema.StreamExport(subject=e.subject, account_token_position=e.account_token_position))
+    stream_imports = []
+    service_imports = []
+    for g in info.imports:
+        if not g.authorized:
+            continue
+        imp = g.spec
+        if imp.type == "service":
+            local = imp.local_subject or imp.to or None
+            service_imports.append(schema.ServiceImport(account=imp.account, subject=imp.subject, to=local))
+        elif imp.local_subject:
+            stream_imports.append(schema.StreamImport(account=imp.account, subject=imp.subject, to=imp.local_subject))
+        else:
+            stream_imports.append(schema.StreamImport(account=imp.account, subject=imp.subject, prefix=imp.to or None))
+    return schema.Account(
+        name=info.name,
+        stream_exports=tuple(stream_exports),
+        service_exports=tuple(service_exports),
+        stream_imports=tuple(stream_imports),
+        service_imports=tuple(service_imports),
+    )
+
+
 class OperatorMode:
     def __init__(self, sup: Supervisor, authn: JwtAuthenticator) -> None:
         self.sup = sup
         self.authn = authn
+        # JWT accounts seen so far, in config form, for the workers' import tables.
+        self.routes: dict[str, schema.Account] = {}
+
+    def ensure_account(self, pubkey: str) -> None:
+        """Make sure the workers know ``pubkey``'s exports/imports (first use)."""
+        if pubkey in self.routes:
+            return
+        if self._load(pubkey):
+            self.sup.broadcast_accounts()
+
+    def _load(self, pubkey: str, depth: int = 0) -> bool:
+        info = self.authn.account_info(pubkey, time.time())
+        if info is None:
+            return False
+        acc = account_routes_from_jwt(info)
+        self.routes[pubkey] = acc
+        if depth == 0:
+            # The exporters it imports from, so their export details are known.
+            for imp in acc.stream_imports + acc.service_imports:  # type: ignore[operator]
+                if imp.account not in self.routes:
+                    self._load(imp.account, 1)
+        return True
 
     @property
     def system_account(self) -> str | None:
@@ -142,6 +216,8 @@ class OperatorMode:
         if error is None and isinstance(checked, AccountClaims):
             old = authn.verify_account_jwt(before, account) if before else None
             self.apply(account, checked, old if isinstance(old, AccountClaims) else None)
+            if account in self.routes and self._load(account):
+                self.sup.broadcast_accounts()
             log.info("account %s: %s", account, message)
         else:
             log.info("account %s: %s - %s", account, message, error or checked)

@@ -148,7 +148,13 @@ class Supervisor:
 
     def account_routes(self) -> tuple[Account, ...]:
         """Every account's exports and imports, without users (no secrets)."""
-        return tuple(msgspec.structs.replace(a, users=()) for a in self.opts.accounts)
+        routes = tuple(msgspec.structs.replace(a, users=()) for a in self.opts.accounts)
+        if self.operator is not None:
+            routes += tuple(self.operator.routes.values())
+        return routes
+
+    def broadcast_accounts(self) -> None:
+        self.arbiter.broadcast(M.UpdateAccounts(accounts=self.account_routes()))
 
     # -- rings between workers -------------------------------------------
     def _wire_rings(self, index: int) -> None:

@@ -30,6 +30,7 @@ import time
 import msgspec
 
 from natsd import log as natslog
+from natsd.config.schema import Account as Account_
 from natsd.ipc import messages as M
 from natsd.ipc.channel import Channel, _close_all
 from natsd.ipc.ring import AnyConsumer, AnyProducer, RingSpec, open_consumer, open_producer
@@ -95,11 +96,7 @@ class Worker:
         elif isinstance(msg, M.UpdatePermissions):
             self._update_permissions(msg)
         elif isinstance(msg, M.UpdateAccounts):
-            self.router.configure(msg.accounts)
-            for a in self.accounts.values():
-                a.stream_imports = self.router.has_stream_imports(a.name)
-                a.service_imports = self.router.has_service_imports(a.name)
-                a.exports_services = self.router.exports_services(a.name)
+            self._update_accounts(msg.accounts)
         elif isinstance(msg, M.Publish):
             acc = self.accounts.get(msg.account)
             if acc is not None:
@@ -157,6 +154,24 @@ class Worker:
         if acc is None:
             acc = self.accounts[name] = Account(name, self.router)
         return acc
+
+    def _update_accounts(self, accounts: tuple[Account_, ...]) -> None:
+        """New export/import tables: drop the interest the old ones implied,
+        then re-derive it for every live subscription."""
+        held = [(c, s) for c in self.clients.values() for s in c.subs.values() if s.interest]
+        for _, sub in held:
+            self.router.unsubscribe(sub.interest or [])
+            sub.interest = None
+        self.router.configure(accounts)
+        for a in self.accounts.values():
+            a.stream_imports = self.router.has_stream_imports(a.name)
+            a.service_imports = self.router.has_service_imports(a.name)
+            a.exports_services = self.router.exports_services(a.name)
+        for c in self.clients.values():
+            if c.account.stream_imports:
+                for sub in c.subs.values():
+                    sub.interest = self.router.subscribe(c.account.name, sub)
+        self.flush()
 
     def _expiry_tick(self) -> None:
         if self.done.done():

@@ -309,3 +309,62 @@ def test_full_resolver_lookup(full_server: Server) -> None:
         assert raw.line() == (FIX / EXPECTED["accounts"]["A"]["jwt"]).read_text().strip()
     finally:
         raw.close()
+
+
+def _creds_path(user: str) -> str:
+    return str(FIX / "users" / f"{user}.creds")
+
+
+ROUTING = {c["id"]: c for c in EXPECTED["routing_cases"]}
+# JetStream is not implemented yet: its two cases are out of scope here.
+ROUTING_IDS = [i for i in ROUTING if not i.startswith("jetstream")]
+
+
+@pytest.mark.parametrize("case_id", ROUTING_IDS)
+def test_routing_case(server: Server, case_id: str) -> None:
+    """Imports/exports from account JWTs (activation tokens included)."""
+    case = ROUTING[case_id]
+
+    async def main() -> None:
+        src = await nats.connect(server.url, user_credentials=_creds_path(case["from"]))
+        if "request" in case:
+            if case_id == "system-account":
+                reply = await src.request(case["request"], b"", timeout=3)
+                assert json.loads(reply.data)["server"]["id"]
+                await src.close()
+                return
+            dst = await nats.connect(server.url, user_credentials=_creds_path(case["to"]))
+
+            async def respond(msg) -> None:  # type: ignore[no-untyped-def]
+                await dst.publish(msg.reply, b"pong:" + msg.data)
+
+            await dst.subscribe(case["responder"], cb=respond)
+            await dst.flush()
+            await asyncio.sleep(0.1)
+            if case["expect"].startswith("reply returned"):
+                r = await src.request(case["request"], b"ping", timeout=3)
+                assert r.data == b"pong:ping"
+            else:
+                with pytest.raises(nats.errors.NoRespondersError):
+                    await src.request(case["request"], b"ping", timeout=3)
+            await dst.close()
+            await src.close()
+            return
+        dst = await nats.connect(server.url, user_credentials=_creds_path(case["to"]))
+        sub = await dst.subscribe(case["sub"])
+        await dst.flush()
+        await asyncio.sleep(0.2)  # interest may cross workers
+        subjects = [s.strip() for s in case["pub"].split(",")]
+        for s in subjects:
+            await src.publish(s, b"data")
+        await src.flush()
+        if case["expect"].startswith("delivered as "):
+            m = await sub.next_msg(timeout=3)
+            assert m.subject == case["expect"].removeprefix("delivered as ")
+        else:
+            with pytest.raises(nats.errors.TimeoutError):
+                await sub.next_msg(timeout=0.5)
+        await dst.close()
+        await src.close()
+
+    asyncio.run(asyncio.wait_for(main(), 20))
