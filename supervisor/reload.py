@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from natsd.auth.authenticate import AuthConfig
 from natsd.config.errors import ConfigErrors
@@ -57,6 +60,20 @@ def apply_reload(sup: Supervisor) -> bool:
     new_cfg = AuthConfig.from_options(new)
     if old_cfg.jwt_verifier is not None:
         new_cfg = new_cfg.with_jwt_verifier(old_cfg.jwt_verifier)
+    if new.tls is not None:
+        # Certificates are re-read on every reload: files may have been rotated
+        # in place even when the options did not change.
+        from supervisor.tls import TLSConfigError, build_server_context
+
+        try:
+            sup.tls_ctx = build_server_context(new.tls, warn=log.warning)
+            log.info("Reloaded TLS certificates")
+        except (TLSConfigError, OSError, ssl.SSLError) as e:
+            log.error("Failed to reload TLS configuration, keeping the old one: %s", e)
+            new = msgspec.structs.replace(new, tls=old.tls)
+    elif old.tls is not None:
+        log.warning("reload: TLS cannot be switched off without a restart; keeping it")
+        new = msgspec.structs.replace(new, tls=old.tls)
     sup.opts = new
     sup.auth = new_cfg
     if old.accounts != new.accounts:
@@ -81,8 +98,6 @@ def apply_reload(sup: Supervisor) -> bool:
 
 
 def _keep(old, new):  # type: ignore[no-untyped-def]
-    import msgspec
-
     return msgspec.structs.replace(new, **{n: getattr(old, n) for n in RESTART_ONLY})
 
 

@@ -90,6 +90,7 @@ class Supervisor:
         self.lame_duck = False
         self._handshakes: set[asyncio.Task[None]] = set()
         self.monitor: MonitorServer | None = None
+        self.https_monitor: MonitorServer | None = None
         self.relays: set[TLSConn] = set()
         self.tls_ctx = None
         if opts.tls is not None:
@@ -335,6 +336,15 @@ class Supervisor:
             self.monitor = MonitorServer(self)
             mport = await self.monitor.start(o.http_host, o.http_port)
             log.info("Starting http monitor on %s:%d", o.http_host, mport)
+        if o.https_port:
+            if o.tls is None:
+                log.error("https monitoring requires a tls {} block; not started")
+            else:
+                # Client-certificate settings do not apply to monitoring.
+                mctx = build_server_context(msgspec.structs.replace(o.tls, verify=False, verify_and_map=False))
+                self.https_monitor = MonitorServer(self)
+                hport = await self.https_monitor.start(o.http_host, o.https_port, ssl_ctx=mctx)
+                log.info("Starting https monitor on %s:%d", o.http_host, hport)
         log.info("Server is ready")
         code = 0
         while True:
@@ -392,8 +402,9 @@ class Supervisor:
 
     async def shutdown(self) -> None:
         self._stop_accepting()
-        if self.monitor is not None:
-            self.monitor.close()
+        for m in (self.monitor, self.https_monitor):
+            if m is not None:
+                m.close()
         for t in list(self._handshakes):
             t.cancel()
         await self.arbiter.stop()

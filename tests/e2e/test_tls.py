@@ -166,3 +166,52 @@ def raw_tls_ok(port: int, ctx: ssl.SSLContext) -> bool:
     except (OSError, ssl.SSLError, ConnectionError):
         return False
     return lines == ["PONG"]
+
+
+def _server_cert_der(port: int) -> bytes:
+    ctx = client_context()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        _line(raw)
+        with ctx.wrap_socket(raw) as s:
+            der = s.getpeercert(binary_form=True)
+            assert der is not None
+            return der
+
+
+def test_certificates_reloaded_on_sighup(tmp_path: Path, pki: PKI) -> None:
+    import shutil
+    import signal
+    import time
+    import urllib.error
+    import urllib.request
+
+    from servers import free_port
+    from tlscerts import make_pki as fresh_pki
+
+    cert, key = tmp_path / "server.pem", tmp_path / "server.key"
+    shutil.copy(pki.server.cert_path, cert)
+    shutil.copy(pki.server.key_path, key)
+    mport = free_port()
+    path = tmp_path / "reload.conf"
+    path.write_text(f'https: {mport}\ntls {{ cert_file: "{cert}", key_file: "{key}", timeout: 1 }}\n')
+    with running("natsd", config=str(path)) as server:
+        before = _server_cert_der(server.port)
+        assert before == pki.server.der
+        # The monitor is served over TLS too (client certificates not asked).
+        deadline = time.monotonic() + 10
+        while True:  # 503 until every worker has booted
+            try:
+                body = urllib.request.urlopen(f"https://127.0.0.1:{mport}/healthz", context=client_context(), timeout=5).read()
+                break
+            except urllib.error.HTTPError as e:
+                assert e.code == 503 and time.monotonic() < deadline
+                time.sleep(0.1)
+        assert json.loads(body) == {"status": "ok"}
+        other = fresh_pki(tmp_path / "rotated")
+        shutil.copy(other.server.cert_path, cert)
+        shutil.copy(other.server.key_path, key)
+        server.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "Reloaded TLS certificates" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _server_cert_der(server.port) == other.server.der
