@@ -136,6 +136,8 @@ def _worker_section(snap: Snapshot) -> list[dict[str, Any]]:
                 out_bytes=_total([s], "out_bytes"),
                 subscriptions=s.subscriptions,
                 slow_consumers=s.slow_consumers,
+                router=dict(getattr(s, "router", {}) or {}),
+                rings=list(getattr(s, "rings", []) or []),
             )
         out.append(entry)
     return out

@@ -248,10 +248,9 @@ class Router:
 
     # -- ring records -----------------------------------------------------
     def _stage(self, account: str, kind: int, rec: list[Any]) -> bool:
-        ok = self._send(worker_for(account, self.workers), kind, _enc.encode(rec))
-        if not ok:
-            self.counters["dropped"] += 1
-        return ok
+        # Drops are counted by the worker: when no ring is attached, and
+        # through the ring's on_drop hook when a ring is full.
+        return self._send(worker_for(account, self.workers), kind, _enc.encode(rec))
 
     def receive(self, kind: int, payload: bytes) -> None:
         """One record from a peer worker's ring."""

@@ -62,6 +62,7 @@ class Worker:
         self.ring_dirty: set[int] = set()
         # traffic of closed connections: in msgs, out msgs, in bytes, out bytes
         self.gone = [0, 0, 0, 0]
+        self._last_drop_log = 0.0
         self.channel = Channel(control, loop, self._on_message, self._on_control_closed, "supervisor")
 
     # -- control channel -------------------------------------------------
@@ -195,7 +196,7 @@ class Worker:
             old = self.producers.pop(msg.peer, None)
             if old is not None:
                 old.close()
-            self.producers[msg.peer] = open_producer(fds[0], fds[1], spec)
+            self.producers[msg.peer] = open_producer(fds[0], fds[1], spec, on_drop=self._ring_dropped)
             # The peer is new (or restarted): tell it what we subscribe to.
             self.router.resend_interest(msg.peer)
             self.ring_dirty.add(msg.peer)
@@ -212,9 +213,20 @@ class Worker:
         # once mapped, the eventfd when the end closes).
         self.flush()
 
+    def _ring_dropped(self, records: int, nbytes: int) -> None:
+        """A ring to a peer was full (or a record too large): counted, and
+        logged at most once a second; the event loop never waits for room."""
+        self.router.counters["dropped"] += records
+        now = time.monotonic()
+        if now - self._last_drop_log >= 1.0:
+            self._last_drop_log = now
+            log.warning("ring full: %d record(s), %d bytes dropped", records, nbytes)
+
     def _ring_send(self, peer: int, kind: int, payload: bytes) -> bool:
         prod = self.producers.get(peer)
         if prod is None:
+            # The peer is down (or not attached yet): nothing to queue into.
+            self.router.counters["dropped"] += 1
             return False
         ok = prod.stage(kind, payload)
         self.ring_dirty.add(peer)

@@ -163,7 +163,6 @@ def test_worker_message_counters_follow_cross_worker_traffic(server: tuple[Serve
     assert after[I]["in_msgs"] - before[I]["in_msgs"] < N
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_EXPOSED)
 def test_router_and_ring_counters_follow_cross_worker_traffic(server: tuple[Server, int]) -> None:
     s, mport = server
     requests = 20
@@ -254,8 +253,6 @@ def test_full_ring_drops_and_recovers(server: tuple[Server, int]) -> None:
     assert "Traceback" not in s.log()
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_EXPOSED + "; and Router.counters['dropped'] misses records the "
-                   "ring refuses at publish time (natsd/worker/server.py _attach_ring passes no on_drop hook)")
 def test_full_ring_drops_are_counted(server: tuple[Server, int]) -> None:
     s, mport = server
     got, workers = _stop_and_flood(s, mport, FLOOD, BIG)
