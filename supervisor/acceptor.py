@@ -251,18 +251,7 @@ class Handshake:
         if err is not None:
             await self._refuse(err.text, "invalid CONNECT options")
             return
-        ci = M.ConnectInfo(
-            verbose=c.verbose,
-            pedantic=c.pedantic,
-            echo=c.echo,
-            headers=c.headers,
-            no_responders=c.no_responders,
-            protocol=c.protocol,
-            tls_required=c.tls_required,
-            name=c.name,
-            lang=c.lang,
-            version=c.version,
-        )
+        ci = M.ConnectInfo(**M.connect_fields(c))
         if await self._over_account_limit(result.account):
             return
         if self.sup.operator is not None:

@@ -86,6 +86,16 @@ class ConnectInfo(msgspec.Struct, frozen=True, kw_only=True):
     version: str | None = None
 
 
+# ConnectInfo's fields, shared with natsd.proto.connect.ConnectOptions: the
+# supervisor copies them out of the CONNECT it authenticated, the worker back
+# into the options its parser continues from.
+CONNECT_FIELDS = tuple(ConnectInfo.__struct_fields__)
+
+
+def connect_fields(obj: Any) -> dict[str, Any]:
+    return {f: getattr(obj, f) for f in CONNECT_FIELDS}
+
+
 # --- supervisor -> worker -------------------------------------------------
 
 

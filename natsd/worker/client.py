@@ -37,7 +37,7 @@ from natsd import log as natslog
 from natsd.auth.authenticate import credential_digest
 from natsd.auth.permissions import CompiledPermissions, reserved_publish, reserved_reply
 from natsd.auth.sysreq import is_system_request
-from natsd.ipc.messages import HandOff
+from natsd.ipc.messages import HandOff, connect_fields
 from natsd.proto import errors as E
 from natsd.proto.connect import ConnectOptions, parse_connect, validate_connect
 from natsd.proto.errors import ClosedReason, ProtocolError
@@ -138,18 +138,7 @@ class Client(asyncio.Protocol):
         # stripped): a later CONNECT is applied on top of them, as in
         # nats-server, and the parser needs them to accept HPUB.
         self.connect_opts: ConnectOptions | None = (
-            ConnectOptions(
-                verbose=c.verbose,
-                pedantic=c.pedantic,
-                echo=c.echo,
-                headers=c.headers,
-                no_responders=c.no_responders,
-                protocol=c.protocol,
-                tls_required=c.tls_required,
-                name=c.name,
-                lang=c.lang,
-                version=c.version,
-            )
+            ConnectOptions(**connect_fields(c))
             if h.connected
             else None
         )
