@@ -22,6 +22,7 @@ are never applied.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -131,6 +132,36 @@ class OperatorMode:
         self.authn = authn
         # JWT accounts seen so far, in config form, for the workers' import tables.
         self.routes: dict[str, schema.Account] = {}
+        # The account JWT last applied per account (to compare signing keys).
+        self.applied: dict[str, AccountClaims] = {}
+
+    async def watch_dir(self, interval: float) -> None:
+        """``full`` resolver: notice JWT files changed in the directory by
+        other tools (or peers) and apply them to live connections."""
+        resolver = self.authn.resolver
+        if not isinstance(resolver, DirResolver):
+            return
+        seen = _mtimes(resolver)
+        while True:
+            await asyncio.sleep(interval)
+            now = _mtimes(resolver)
+            for key, stamp in now.items():
+                if seen.get(key) != stamp:
+                    self._file_changed(key)
+            seen = now
+
+    def _file_changed(self, key: str) -> None:
+        token = self.authn.resolver.lookup(key)
+        if not token:
+            return
+        claims = self.authn.verify_account_jwt(token, key)
+        if isinstance(claims, str):
+            log.warning("account %s: JWT in the resolver directory not applied: %s", key, claims)
+            return
+        log.info("account %s: JWT changed in the resolver directory", key)
+        self.apply(key, claims, self.applied.get(key))
+        if key in self.routes and self._load(key):
+            self.sup.broadcast_accounts()
 
     def ensure_account(self, pubkey: str) -> None:
         """Make sure the workers know ``pubkey``'s exports/imports (first use)."""
@@ -225,6 +256,7 @@ class OperatorMode:
 
     def apply(self, account: str, claims: AccountClaims, old: AccountClaims | None) -> None:
         """Re-evaluate every live connection of ``account`` after an update."""
+        self.applied[account] = claims
         sup = self.sup
         now = time.time()
         strict = account in self.authn.trusted.strict_keys or self.authn.trusted.strict
@@ -260,3 +292,13 @@ def _subject_of(token: str) -> str | None:
         return decode(token).sub
     except JwtError:
         return None
+
+
+def _mtimes(resolver: DirResolver) -> dict[str, int]:
+    out = {}
+    for key in resolver.keys():  # noqa: SIM118 - a resolver, not a dict
+        try:
+            out[key] = (resolver.dir / f"{key}.jwt").stat().st_mtime_ns
+        except FileNotFoundError:
+            continue
+    return out

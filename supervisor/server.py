@@ -89,6 +89,7 @@ class Supervisor:
         self.halted: HaltServer | None = None
         self.lame_duck = False
         self._handshakes: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # background jobs, cancelled at shutdown
         self.monitor: MonitorServer | None = None
         self.https_monitor: MonitorServer | None = None
         self.relays: set[TLSConn] = set()
@@ -332,6 +333,8 @@ class Supervisor:
                 f.write(str(os.getpid()))
         self.loop.add_reader(self.listener.fileno(), self._on_accept)
         log.info("Listening for client connections on %s:%d", o.host, self.port)
+        if self.operator is not None and o.resolver is not None and o.resolver.type == "full":
+            self._tasks.add(self.loop.create_task(self.operator.watch_dir(max(o.resolver.interval, 0.5))))
         if o.http_port:
             self.monitor = MonitorServer(self)
             mport = await self.monitor.start(o.http_host, o.http_port)
@@ -405,7 +408,7 @@ class Supervisor:
         for m in (self.monitor, self.https_monitor):
             if m is not None:
                 m.close()
-        for t in list(self._handshakes):
+        for t in list(self._handshakes) + list(self._tasks):
             t.cancel()
         await self.arbiter.stop()
         if self.opts.pid_file:

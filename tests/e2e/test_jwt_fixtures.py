@@ -368,3 +368,38 @@ def test_routing_case(server: Server, case_id: str) -> None:
         await src.close()
 
     asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_full_resolver_directory_change_applies_to_live_connections(tmp_path: Path) -> None:
+    """A JWT replaced in the resolver directory (not pushed) revokes too."""
+    import re
+
+    text = (FIX / "server-memory-resolver.conf").read_text()
+    op = re.search(r"^operator:\s*(\S+)", text, re.M)
+    assert op is not None
+    sys_acc = EXPECTED["operator"]["system_account"]
+    a_key = EXPECTED["accounts"]["A"]["public"]
+    jwts = tmp_path / "jwts"
+    jwts.mkdir()
+    for name in ("SYS", "A"):
+        acc = EXPECTED["accounts"][name]
+        (jwts / f"{acc['public']}.jwt").write_text((FIX / acc["jwt"]).read_text().strip())
+    conf = tmp_path / "watch.conf"
+    conf.write_text(
+        f"operator: {op.group(1)}\nsystem_account: {sys_acc}\n"
+        f'resolver: {{ type: full, dir: "{jwts}", interval: "1s" }}\n'
+    )
+    with running("natsd", config=str(conf)) as s:
+        victim = Raw(s.port)
+        try:
+            v_jwt, v_seed = creds("users/A/live-revoked.creds")
+            assert victim.connect(v_jwt, v_seed) == "ok"
+            victim.line()
+            update = (FIX / EXPECTED["live_cases"][0]["push"]).read_text().strip()
+            tmp = jwts / "update.tmp"
+            tmp.write_text(update)
+            tmp.replace(jwts / f"{a_key}.jwt")
+            victim.sock.settimeout(10)
+            assert victim.line() == EXPECTED["live_cases"][0]["expect"]
+        finally:
+            victim.close()
