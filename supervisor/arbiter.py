@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 
 from natsd.ipc import messages as M
-from natsd.ipc.channel import Channel, ChannelClosed, ChannelFull, make_pair
+from natsd.ipc.channel import Channel, ChannelClosed, ChannelFull, MessageTooLarge, make_pair
 
 log = logging.getLogger("natsd.arbiter")
 
@@ -172,7 +172,8 @@ class Arbiter:
             return False
         try:
             ch.send(M.encode(msg), fd)
-        except (ChannelFull, ChannelClosed):
+        except (ChannelFull, ChannelClosed, MessageTooLarge) as e:
+            log.debug("worker %d: control message not sent: %r", index, e)
             return False
         return True
 

@@ -102,6 +102,7 @@ class Supervisor:
         self.config_load_time = time.time()
         self._stats_seq = 0
         self._stats_waiting: dict[int, dict[int, asyncio.Future[M.Stats]]] = {}
+        self._stats_parts: dict[tuple[int, int], list[M.Stats]] = {}
         self.arbiter = Arbiter(loop, self.workers, self._worker_config, self._worker_message, self._halt)
         self.ring_size = RING_SIZE
         if self.workers > 1:
@@ -276,13 +277,23 @@ class Supervisor:
                 await asyncio.wait(list(waiting.values()), timeout=timeout)
         finally:
             self._stats_waiting.pop(rid, None)
+            for key in [k for k in self._stats_parts if k[0] == rid]:
+                del self._stats_parts[key]
         return [f.result() for f in waiting.values() if f.done() and not f.cancelled()]
 
     def _worker_message(self, slot: WorkerSlot, msg: M.WorkerToSupervisor) -> None:
         if isinstance(msg, M.Stats):
             fut = self._stats_waiting.get(msg.request_id, {}).get(slot.index)
-            if fut is not None and not fut.done():
-                fut.set_result(msg)
+            if fut is None or fut.done():
+                return
+            key = (msg.request_id, slot.index)
+            got = self._stats_parts.setdefault(key, [])
+            got.append(msg)
+            if len(got) >= msg.parts:
+                del self._stats_parts[key]
+                got.sort(key=lambda m: m.part)
+                conns = [c for m in got for c in m.connections]
+                fut.set_result(msgspec.structs.replace(got[0], connections=conns, part=0, parts=1))
         elif isinstance(msg, M.ClientClosed):
             self._client_gone(msg.client_id)
         elif isinstance(msg, M.SysRequest):

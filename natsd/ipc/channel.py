@@ -23,6 +23,7 @@ from __future__ import annotations
 import array
 import asyncio
 import collections
+import errno
 import os
 import socket
 from collections.abc import Callable
@@ -38,6 +39,10 @@ class ChannelFull(Exception):
 
 class ChannelClosed(Exception):
     pass
+
+
+class MessageTooLarge(Exception):
+    """A datagram did not fit the socket buffer (EMSGSIZE); nothing was sent."""
 
 
 def make_pair() -> tuple[socket.socket, socket.socket]:
@@ -74,6 +79,7 @@ class Channel:
         self.sent = 0
         self.received = 0
         self.truncated = 0
+        self.oversized = 0
         loop.add_reader(sock.fileno(), self._readable)
 
     # -- sending
@@ -106,8 +112,13 @@ class Channel:
             self.sock.sendmsg([data], anc)
         except (BlockingIOError, InterruptedError):
             return False
-        except OSError:
+        except OSError as e:
             _close_all(fds)
+            if e.errno == errno.EMSGSIZE:
+                # One oversized message is the sender's bug, not a dead peer:
+                # count and report it, keep the channel.
+                self.oversized += 1
+                raise MessageTooLarge(f"{self.name}: {len(data)} bytes") from None
             self.close()
             return True
         _close_all(fds)
@@ -117,8 +128,12 @@ class Channel:
     def _writable(self) -> None:
         while self._outbox:
             data, fds = self._outbox[0]
-            if not self._try_send(data, fds):
-                return
+            try:
+                if not self._try_send(data, fds):
+                    return
+            except MessageTooLarge:
+                self._outbox.popleft()  # counted in self.oversized
+                continue
             if self._closed:
                 return
             self._outbox.popleft()

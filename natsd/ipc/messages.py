@@ -31,6 +31,11 @@ PROTOCOL_VERSION = 1
 
 # A SEQPACKET datagram must fit in the socket buffer; cap the replayed bytes.
 MAX_PENDING_HANDOFF = 64 * 1024
+# Stats are split so that no datagram grows past this size (well under the
+# kernel's default SEQPACKET buffer), and per-connection subscription lists
+# are truncated to this many entries.
+STATS_PART_BYTES = 128 * 1024
+STATS_SUBS_PER_CONN = 256
 
 
 class _Msg(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -271,6 +276,10 @@ class Stats(_Msg, frozen=True, kw_only=True):
     total_out_msgs: int = -1
     total_in_bytes: int = -1
     total_out_bytes: int = -1
+    # A worker with many connections answers in several datagrams (each must
+    # fit the control socket's buffer); the supervisor merges the parts.
+    part: int = 0
+    parts: int = 1
     rings: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
 

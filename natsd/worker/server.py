@@ -21,6 +21,7 @@ client and exits: a worker never outlives its supervisor.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import signal
@@ -32,7 +33,7 @@ import msgspec
 from natsd import log as natslog
 from natsd.config.schema import Account as Account_
 from natsd.ipc import messages as M
-from natsd.ipc.channel import Channel, _close_all
+from natsd.ipc.channel import Channel, ChannelClosed, ChannelFull, MessageTooLarge, _close_all
 from natsd.ipc.ring import AnyConsumer, AnyProducer, RingSpec, open_consumer, open_producer
 from natsd.proto.errors import ClosedReason
 from natsd.worker.account import Account
@@ -42,6 +43,7 @@ from natsd.worker.router import Router
 log = logging.getLogger("natsd.worker")
 
 EXIT_BOOT_ERROR = 3
+_stats_enc = msgspec.msgpack.Encoder()
 
 
 class Worker:
@@ -89,7 +91,7 @@ class Worker:
         elif isinstance(msg, M.Shutdown):
             self.shutdown()
         elif isinstance(msg, M.StatsRequest):
-            self.channel.send(M.encode(self.stats(msg.request_id)))
+            self._send_up(*self.stats_parts(msg.request_id))
         elif isinstance(msg, M.LameDuck):
             self._lame_duck(msg)
         elif isinstance(msg, M.Disconnect):
@@ -253,16 +255,22 @@ class Worker:
         self.closed_count += 1
         log.debug("cid:%d - client closed: %s", client.cid, reason.text)
         if not self.channel.closed:
-            try:
-                self.channel.send(M.encode(M.ClientClosed(client_id=client.cid, account=acc.name)))
-            except Exception as e:
-                log.debug("cannot report closed client: %s", e)
+            self._send_up(M.ClientClosed(client_id=client.cid, account=acc.name))
         if not acc.clients and acc.sublist.count() == 0:
             self.accounts.pop(acc.name, None)
 
     def forward_system_request(self, client: Client, subject: bytes, reply: bytes | None, payload: bytes) -> None:
         req = M.SysRequest(account=client.account.name, subject=subject, reply=reply, payload=payload, client_id=client.cid)
-        self.channel.send(M.encode(req))
+        self._send_up(req)
+
+    def _send_up(self, *msgs: M._Msg) -> None:
+        """Send to the supervisor; a message that cannot go is logged, never
+        fatal to the worker or to the client that caused it."""
+        for msg in msgs:
+            try:
+                self.channel.send(M.encode(msg))
+            except (ChannelClosed, ChannelFull, MessageTooLarge) as e:
+                log.warning("message to the supervisor dropped: %r", e)
 
     def flush(self) -> None:
         dirty = self.dirty
@@ -278,6 +286,29 @@ class Worker:
                     prod.publish()
 
     # -- supervisor requests ---------------------------------------------
+    def stats_parts(self, request_id: int) -> list[M.Stats]:
+        """The stats split into datagram-sized parts: connections are packed
+        until a part's encoded size would pass ``STATS_PART_BYTES``; totals,
+        accounts and rings travel in the first part."""
+        full = self.stats(request_id)
+        chunks: list[list[M.ConnStats]] = [[]]
+        size = len(M.encode(msgspec.structs.replace(full, connections=[])))
+        for c in full.connections:
+            n = len(_stats_enc.encode(c))
+            if chunks[-1] and size + n > M.STATS_PART_BYTES:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(c)
+            size += n
+        parts = [msgspec.structs.replace(full, connections=chunks[0], parts=len(chunks))]
+        for i, chunk in enumerate(chunks[1:], 1):
+            parts.append(
+                msgspec.structs.replace(
+                    full, connections=chunk, account_stats=[], rings=[], router={}, part=i, parts=len(chunks)
+                )
+            )
+        return parts
+
     def stats(self, request_id: int) -> M.Stats:
         conns = []
         in_msgs = out_msgs = in_bytes = out_bytes = subs = 0
@@ -287,6 +318,7 @@ class Worker:
             in_bytes += c.in_bytes
             out_bytes += c.out_bytes
             subs += len(c.subs)
+            shown = list(itertools.islice(c.subs.values(), M.STATS_SUBS_PER_CONN))
             conns.append(
                 M.ConnStats(
                     cid=c.cid,
@@ -308,7 +340,7 @@ class Worker:
                     rtt=c.rtt,
                     tls_version=c.tls_version,
                     tls_cipher=c.tls_cipher,
-                    subjects=[s.subject.decode("utf-8", "replace") for s in c.subs.values()],
+                    subjects=[s.subject.decode("utf-8", "replace") for s in shown],
                     subs_detail=[
                         M.SubStats(
                             subject=s.subject.decode("utf-8", "replace"),
@@ -316,7 +348,7 @@ class Worker:
                             queue=s.queue.decode("utf-8", "replace") if s.queue else None,
                             msgs=s.delivered,
                         )
-                        for s in c.subs.values()
+                        for s in shown
                     ],
                 )
             )
