@@ -123,7 +123,7 @@ def setup(scenario: str) -> tuple[StubWorker, Client, list[Client]]:
 
 
 def run(scenario: str, size: int, msgs: int, profile: bool, top: int) -> dict[str, Any]:
-    w, pub, subs = setup(scenario)
+    _w, pub, subs = setup(scenario)
     data, n = reads(size, msgs)
     feed = pub.data_received
     for chunk in data[:10]:  # warm the parser and prefix caches
