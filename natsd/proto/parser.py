@@ -75,6 +75,7 @@ OP_PING = 6  # (OP_PING,)
 OP_PONG = 7  # (OP_PONG,)
 OP_CLIENT_ERR = 8  # (OP_CLIENT_ERR,)  client sent -ERR: close, no reply
 OP_ERROR = 9  # (OP_ERROR, ProtocolError)  always last
+OP_PUB_RUN = 10  # (OP_PUB_RUN, subject, reply | None, [payload, ...])  same control line
 
 # Internal op kinds that emit nothing or are handled specially.
 _K_INFO = 20
@@ -144,6 +145,7 @@ class Parser:
         "_pgot",
         "_prev",
         "_prev_ent",
+        "_runs",
         "_server_headers",
         "_skip",
     )
@@ -174,6 +176,7 @@ class Parser:
         self._pent: _Ent | None = None  # header of a payload in progress
         self._pchunks: list[bytes] = []
         self._pgot = 0  # payload bytes received, terminator included
+        self._runs = False  # emit OP_PUB_RUN for consecutive identical PUB lines
 
     # -- public API --------------------------------------------------------
 
@@ -267,6 +270,9 @@ class Parser:
         append = ops.append
         prev = self._prev
         pent = self._prev_ent
+        runs = self._runs
+        run_ent = None
+        run: list[bytes] = []
         while pos < n:
             if data.startswith(prev, pos):
                 start = pos + len(prev)
@@ -279,6 +285,7 @@ class Parser:
                 line = data[pos : nl + 1]
                 ent = cache.get(line)
                 if ent is None:
+                    run_ent = None
                     self._prev, self._prev_ent = prev, pent
                     start, ent = self._slow(data, pos, ops)
                     if start < 0:
@@ -306,8 +313,17 @@ class Parser:
                 if data[end] != 13 or data[end + 1] != 10:
                     return self._fail(ops, ProtocolError(ERR_UNKNOWN_OP))
                 if hdr < 0:
-                    append((OP_PUB, subject, reply, data[start:end]))
+                    if runs:
+                        if run_ent is pent:
+                            run.append(data[start:end])
+                        else:
+                            run = [data[start:end]]
+                            run_ent = pent
+                            append((OP_PUB_RUN, subject, reply, run))
+                    else:
+                        append((OP_PUB, subject, reply, data[start:end]))
                 else:
+                    run_ent = None
                     append((OP_HPUB, subject, reply, hdr, data[start:end]))
                 pos = end + 2
                 if limit and len(ops) >= limit:

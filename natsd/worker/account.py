@@ -99,6 +99,42 @@ class Account:
             self.out_bytes += delivered * len(data)
         return delivered
 
+    def route_run(self, src: Client, subject: bytes, run: list[bytes], nbytes: int) -> int:
+        """Deliver consecutive messages with the same subject, no reply, no headers.
+
+        One match and one buffer append per target for the whole run (the
+        parser groups frames that share a control line). Anything that needs a
+        per-message decision (queue groups, shadows, delivery filters,
+        auto-unsubscribe) takes the per-message path instead."""
+        result = self.sublist.match(subject)
+        psubs = result.psubs
+        if not psubs and not result.qsubs:
+            return 0
+        if (
+            result.qsubs
+            or any(s.client is None or s.filtered or s.max_msgs for s in psubs)
+            # Two subscriptions of one connection: frames must interleave
+            # message by message, as nats-server writes them.
+            or (len(psubs) > 1 and len({id(s.client) for s in psubs}) < len(psubs))
+        ):
+            n = 0
+            for data in run:
+                n += self.route(src, subject, None, -1, data)
+            return n
+        echo = src.echo
+        delivered = 0
+        for sub in psubs:
+            c = sub.client
+            assert c is not None  # shadows took the per-message path above
+            if c is src and not echo:
+                continue
+            c.deliver_run(sub, subject, run, nbytes)
+            delivered += 1
+        if delivered:
+            self.out_msgs += delivered * len(run)
+            self.out_bytes += delivered * nbytes
+        return delivered
+
     def has_clients(self) -> bool:
         return bool(self.clients)
 

@@ -49,6 +49,7 @@ from natsd.proto.parser import (
     OP_PING,
     OP_PONG,
     OP_PUB,
+    OP_PUB_RUN,
     OP_SUB,
     OP_UNSUB,
     Parser,
@@ -143,6 +144,7 @@ class Client(asyncio.Protocol):
             else None
         )
         self.parser = Parser(cfg.max_control_line, cfg.max_payload, cfg.headers, connect=self.connect_opts)
+        self.parser._runs = not cfg.trace
         self.pending = h.pending
         self.expires = h.expires
         self.subs: dict[bytes, Sub] = {}
@@ -230,7 +232,13 @@ class Client(asyncio.Protocol):
         pub = self._pub
         for op in ops:
             kind = op[0]
-            if kind == OP_PUB:
+            if kind == OP_PUB_RUN:
+                run = op[3]
+                if len(run) == 1:
+                    pub(op[1], op[2], -1, run[0])
+                else:
+                    self._pub_run(op[1], op[2], run)
+            elif kind == OP_PUB:
                 pub(op[1], op[2], -1, op[3])
             elif kind == OP_HPUB:
                 pub(op[1], op[2], op[3], op[4])
@@ -326,6 +334,25 @@ class Client(asyncio.Protocol):
             n += 1
         if n == 0 and reply is not None and self.no_responders:
             self._no_responders(subject, reply)
+
+    def _pub_run(self, subject: bytes, reply: bytes | None, run: list[bytes]) -> None:
+        """Consecutive PUBs with one control line (same subject, reply, size)."""
+        acc = self.account
+        if (self.checked or reply is not None or subject[:1] in _RESERVED_FIRST
+                or acc.service_imports or acc.exports_services):
+            pub = self._pub
+            for data in run:
+                pub(subject, reply, -1, data)
+                if self.closed:
+                    return
+            return
+        k = len(run)
+        nbytes = k * len(run[0])
+        self.in_msgs += k
+        self.in_bytes += nbytes
+        acc.in_msgs += k
+        acc.in_bytes += nbytes
+        acc.route_run(self, subject, run, nbytes)
 
     def _pub_allowed(self, subject: bytes, reply: bytes | None, data: bytes) -> bool:
         if len(data) > self.max_payload:
@@ -499,6 +526,27 @@ class Client(asyncio.Protocol):
         sub.delivered += 1
         if sub.max_msgs and sub.delivered >= sub.max_msgs:
             self._remove_sub(sub)
+
+    def deliver_run(self, sub: Sub, subject: bytes, run: list[bytes], nbytes: int) -> None:
+        if self.closed:
+            return
+        key = b"%s %d" % (subject, len(run[0]))
+        line = sub.prefixes.get(key)
+        if line is None:
+            if len(sub.prefixes) >= PREFIX_CACHE_MAX:
+                sub.prefixes.clear()
+            line = sub.prefixes[key] = b"MSG %s %s %d\r\n" % (subject, sub.sid, len(run[0]))
+        out = self.out
+        out += line
+        out += (CRLF + line).join(run)
+        out += CRLF
+        k = len(run)
+        self.out_msgs += k
+        self.out_bytes += nbytes
+        if not self.dirty:
+            self.dirty = True
+            self.worker.dirty.append(self)
+        sub.delivered += k
 
     def _mark_dirty(self) -> None:
         if not self.dirty:

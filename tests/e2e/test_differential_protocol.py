@@ -59,6 +59,12 @@ SCRIPTS: dict[str, bytes] = {
     "connect-bad-json": b"CONNECT {bad\r\nPING\r\n",
     "reserved-reply": C + b"PUB foo _R_.abc 1\r\nx\r\nPING\r\n",
     "bare-newline": C + b"SUB foo 1\nPUB foo 1\nx\r\nPING\n",
+    # Runs of identical PUB lines take natsd's grouped fast path.
+    "pub-run": C + b"SUB foo 1\r\nSUB f* 2\r\nSUB > 3\r\n" + b"PUB foo 2\r\nhi\r\n" * 5 + b"PING\r\n",
+    "pub-run-unsub-max": C + b"SUB foo 1\r\nUNSUB 1 3\r\n" + b"PUB foo 1\r\nx\r\n" * 5 + b"PING\r\n",
+    "pub-run-echo-false": b'CONNECT {"verbose":false,"echo":false}\r\nSUB foo 1\r\n' + b"PUB foo 1\r\nx\r\n" * 4 + b"PING\r\n",
+    "pub-run-verbose": b'CONNECT {"verbose":true}\r\nSUB foo 1\r\n' + b"PUB foo 1\r\nx\r\n" * 3 + b"PING\r\n",
+    "pub-run-mixed": C + b"SUB a 1\r\n" + b"PUB a 1\r\nx\r\n" * 3 + b"PUB a 2\r\nyy\r\n" + b"PUB a 1\r\nz\r\n" * 2 + b"PING\r\n",
 }
 
 
