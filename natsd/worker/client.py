@@ -71,6 +71,8 @@ FIRST_PING_DELAY = 2.0
 # Reserved subjects start with "_" or "$": test one byte before calling out.
 _RESERVED_FIRST = (b"_", b"$")
 PREFIX_CACHE_MAX = 256
+STALL_HIGH = 8 * 1024 * 1024  # per-subscriber unsent bytes that stall publishers
+STALL_MAX = 0.5  # seconds a publisher waits at most before reading again
 _OP_NAMES = {OP_CONNECT: "CONNECT <options>", OP_PING: "PING", OP_PONG: "PONG", OP_CLIENT_ERR: "-ERR", OP_ERROR: "parse error"}
 
 
@@ -165,11 +167,17 @@ class Client(asyncio.Protocol):
         self.checked = True
         self._update_fast()
         self._timer: asyncio.TimerHandle | None = None
+        self.blocked = False  # our transport is over its high-water mark
+        self.stalled = False  # our reads are paused for a blocked subscriber
+        self.waiters: set[Client] = set()  # publishers stalled on us
+        self._stall_timer: asyncio.TimerHandle | None = None
         self._expiry: asyncio.TimerHandle | None = None
 
     # -- lifecycle -------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        high = min(STALL_HIGH, max(self.worker.config.max_pending // 4, 64 * 1024))
+        transport.set_write_buffer_limits(high=high, low=high // 4)  # type: ignore[attr-defined]
         loop = self.worker.loop
         self._timer = loop.call_later(min(FIRST_PING_DELAY, self.worker.config.ping_interval), self._ping_tick)
         if self.expires is not None:
@@ -206,6 +214,9 @@ class Client(asyncio.Protocol):
     def _teardown(self, reason: ClosedReason) -> None:
         self.closed = True
         self.close_reason = reason
+        self._release_waiters()
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
         for t in (self._timer, self._expiry):
             if t is not None:
                 t.cancel()
@@ -246,7 +257,7 @@ class Client(asyncio.Protocol):
                 self._other(op)
             if self.closed:
                 break
-        self.worker.flush()
+        self.worker.flush(self)
 
     def _trace_ops(self, ops: list[tuple]) -> None:  # type: ignore[type-arg]
         # Like nats-server's -V: one line per inbound op. Payloads and CONNECT
@@ -552,6 +563,41 @@ class Client(asyncio.Protocol):
         if not self.dirty:
             self.dirty = True
             self.worker.dirty.append(self)
+
+    # -- back-pressure ---------------------------------------------------
+    # A subscriber whose transport holds more than STALL_HIGH unsent bytes
+    # pauses the publishers that feed it (their reads stop) until it drains
+    # or STALL_MAX passes, as nats-server stalls fast producers; past
+    # max_pending it is cut off as a slow consumer.
+    def pause_writing(self) -> None:
+        self.blocked = True
+
+    def resume_writing(self) -> None:
+        self.blocked = False
+        self._release_waiters()
+
+    def _release_waiters(self) -> None:
+        waiters, self.waiters = self.waiters, set()
+        for w in waiters:
+            w.unstall()
+
+    def stall_on(self, target: Client) -> None:
+        if self.stalled or self.closed or self.transport is None:
+            return
+        self.stalled = True
+        target.waiters.add(self)
+        self.transport.pause_reading()
+        self._stall_timer = self.worker.loop.call_later(STALL_MAX, self.unstall)
+
+    def unstall(self) -> None:
+        if not self.stalled:
+            return
+        self.stalled = False
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        if not self.closed and self.transport is not None:
+            self.transport.resume_reading()
 
     def flush(self) -> None:
         self.dirty = False

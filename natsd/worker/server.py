@@ -272,12 +272,16 @@ class Worker:
             except (ChannelClosed, ChannelFull, MessageTooLarge) as e:
                 log.warning("message to the supervisor dropped: %r", e)
 
-    def flush(self) -> None:
+    def flush(self, producer: Client | None = None) -> None:
+        """Write every touched connection once; if one of them is over its
+        high-water mark, pause the ``producer`` whose read caused it."""
         dirty = self.dirty
         if dirty:
             self.dirty = []
             for c in dirty:
                 c.flush()
+                if c.blocked and producer is not None and producer is not c and not c.closed:
+                    producer.stall_on(c)
         if self.ring_dirty:
             peers, self.ring_dirty = self.ring_dirty, set()
             for peer in peers:
