@@ -34,6 +34,7 @@ from natsd.auth.operator import (
     OperatorConfigError,
     TrustedOperators,
     reevaluate,
+    to_schema_permissions,
 )
 from natsd.auth.resolver import (
     DirResolver,
@@ -48,6 +49,7 @@ from natsd.auth.sysreq import UPDATE as _UPDATE
 from natsd.config import schema
 from natsd.config.schema import Options
 from natsd.ipc import messages as M
+from natsd.proto import errors as E
 
 if TYPE_CHECKING:
     from supervisor.server import Supervisor
@@ -255,18 +257,38 @@ class OperatorMode:
         return claims_update_reply(self._server_info(), account, message, error)
 
     def apply(self, account: str, claims: AccountClaims, old: AccountClaims | None) -> None:
-        """Re-evaluate every live connection of ``account`` after an update."""
+        """Re-evaluate every live connection of ``account`` after an update:
+        close the ones the new JWT no longer admits, give users without
+        permissions of their own the new default permissions, and close the
+        newest connections past a lowered ``conn`` limit (as nats-server)."""
         self.applied[account] = claims
         sup = self.sup
         now = time.time()
         strict = account in self.authn.trusted.strict_keys or self.authn.trusted.strict
-        for cid, entry in list(sup.clients.items()):
+        survivors = []
+        for cid, entry in sorted(sup.clients.items()):
             if entry.account != account or not entry.jwt:
                 continue
             verdict = reevaluate(entry.jwt, claims, now, old_account=old, strict=strict)
             if verdict is not None:
                 log.info("cid:%d - closing after account update: %s", cid, verdict)
                 sup.arbiter.send(entry.worker, M.Disconnect(client_id=cid, error=verdict))
+            else:
+                survivors.append((cid, entry))
+        default = to_schema_permissions(claims.nats.default_permissions)
+        if old is None or default != to_schema_permissions(old.nats.default_permissions):
+            for cid, entry in survivors:
+                if _follows_account_defaults(entry.jwt or "", claims) and entry.permissions != default:
+                    entry.permissions = default
+                    sup.arbiter.send(
+                        entry.worker,
+                        M.UpdatePermissions(account=account, user=entry.user or "", permissions=default, client_id=cid),
+                    )
+        limit = claims.nats.limits.conn
+        if 0 <= limit < len(survivors):
+            for cid, entry in survivors[limit:]:
+                log.info("cid:%d - closing: account %s connection limit lowered to %d", cid, account, limit)
+                sup.arbiter.send(entry.worker, M.Disconnect(client_id=cid, error=E.ERR_MAX_ACCOUNT_CONNS))
 
     def _statsz(self) -> bytes:
         import msgspec
@@ -302,3 +324,23 @@ def _mtimes(resolver: DirResolver) -> dict[str, int]:
         except FileNotFoundError:
             continue
     return out
+
+
+def _follows_account_defaults(user_jwt: str, account: AccountClaims) -> bool:
+    """True for users with no permissions of their own (nor from a scoped
+    signing key): their permissions are the account's defaults."""
+    from natsd.auth.jwt import JwtError, UserClaims, UserScope, decode
+
+    try:
+        user = decode(user_jwt)
+    except JwtError:
+        return False
+    if not isinstance(user, UserClaims):
+        return False
+    own = user.nats
+    if own.pub.allow or own.pub.deny or own.sub.allow or own.sub.deny or own.resp is not None:
+        return False
+    for key in account.nats.signing_keys:
+        if isinstance(key, UserScope) and key.key == user.iss:
+            return False
+    return True

@@ -168,6 +168,7 @@ class UpdatePermissions(_Msg, frozen=True, kw_only=True):
     account: str
     user: str
     permissions: Permissions | None = None
+    client_id: int | None = None  # only this connection (JWT updates)
 
 
 class RingAttach(_Msg, frozen=True, kw_only=True):

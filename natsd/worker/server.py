@@ -416,6 +416,8 @@ class Worker:
         from natsd.auth.permissions import CompiledPermissions
 
         for c in self.clients.values():
+            if msg.client_id is not None and c.cid != msg.client_id:
+                continue
             if c.account.name == msg.account and c.user == msg.user:
                 c.perms = CompiledPermissions.build(msg.permissions)
                 c._update_fast()

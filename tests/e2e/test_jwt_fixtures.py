@@ -403,3 +403,59 @@ def test_full_resolver_directory_change_applies_to_live_connections(tmp_path: Pa
             assert victim.line() == EXPECTED["live_cases"][0]["expect"]
         finally:
             victim.close()
+
+
+def _resign_account(name: str, change: dict[str, Any]) -> bytes:
+    """The fixture account JWT with ``change`` merged into ``nats``, re-signed
+    by the operator's identity key (a test key of the fixture set)."""
+    token = (FIX / EXPECTED["accounts"][name]["jwt"]).read_text().strip()
+    head, body, _ = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    for key, value in change.items():
+        if isinstance(value, dict) and isinstance(claims["nats"].get(key), dict):
+            claims["nats"][key] = {**claims["nats"][key], **value}
+        else:
+            claims["nats"][key] = value
+    claims["iat"] += 100
+    claims["jti"] = "resigned-" + str(time.time_ns())
+    op = nkeys.from_seed((FIX / "keys" / "operator" / "O.nk").read_bytes().strip())
+    new_body = b64url(json.dumps(claims).encode())
+    sig = b64url(op.sign(f"{head}.{new_body}".encode()))
+    return f"{head}.{new_body}.{sig}".encode()
+
+
+def _push(port: int, token: bytes) -> dict[str, Any]:
+    admin = Raw(port)
+    try:
+        s_jwt, s_seed = creds("users/SYS/sysuser.creds")
+        assert admin.connect(s_jwt, s_seed) == "ok"
+        admin.line()
+        admin.send(b"SUB _INBOX.p 1\r\nPUB $SYS.REQ.CLAIMS.UPDATE _INBOX.p %d\r\n%s\r\n" % (len(token), token))
+        assert admin.line().startswith("MSG _INBOX.p 1 ")
+        return json.loads(admin.line())  # type: ignore[no-any-return]
+    finally:
+        admin.close()
+
+
+def test_live_limits_and_default_permissions_follow_account_updates() -> None:
+    """Lowering `conn` closes the newest connections; new default permissions
+    apply to users without their own (nats-server's live update rules)."""
+    with running("natsd", config=str(FIX / "server-memory-resolver.conf")) as s:
+        a_jwt, a_seed = creds("users/A/alice.creds")
+        first, second = Raw(s.port), Raw(s.port)
+        try:
+            for r in (first, second):
+                assert r.connect(a_jwt, a_seed) == "ok"
+                r.line()
+            token = _resign_account("A", {"limits": {"conn": 1}, "default_permissions": {"pub": {"allow": ["only.this"]}}})
+            assert _push(s.port, token)["data"]["message"] == "jwt updated"
+            second.sock.settimeout(5)
+            assert second.line() == "-ERR 'maximum account active connections exceeded'"
+            assert second.closed()
+            first.send(b"PUB a.x 1\r\nx\r\nPUB only.this 1\r\ny\r\nPING\r\n")
+            first.sock.settimeout(5)
+            assert first.line() == "-ERR 'Permissions Violation for Publish to \"a.x\"'"
+            assert first.line() == "PONG"
+        finally:
+            first.close()
+            second.close()
