@@ -1,5 +1,8 @@
 """Accounts that share: stream and service imports, across and within workers.
 
+Stream imports are exercised in the prefix form, the plain form and the `to`
+form with wildcard token mapping (`mapped.$2.$1`).
+
 The same config runs on nats-server (the reference) and on natsd with one
 worker, with exporter and importer on the same worker, and on different
 workers (account names chosen so that the hash places them apart).
@@ -29,6 +32,7 @@ accounts {
       {service: "svc.x"}
       {service: "svc.s", response_type: stream}
       {stream: "priv.>", accounts: [%(imp)s]}
+      {stream: "m.>"}
     ]
   }
   %(imp)s: {
@@ -36,6 +40,7 @@ accounts {
     imports: [
       {stream: {account: %(exp)s, subject: "a.>"}, prefix: "from"}
       {stream: {account: %(exp)s, subject: "priv.>"}}
+      {stream: {account: %(exp)s, subject: "m.*.*"}, to: "mapped.$2.$1"}
       {service: {account: %(exp)s, subject: "svc.x"}, to: "x"}
       {service: {account: %(exp)s, subject: "svc.s"}}
     ]
@@ -85,6 +90,7 @@ def test_stream_import_prefix_and_private(layout: tuple[Server, int]) -> None:
         prefixed = await imp.subscribe("from.a.>")
         unprefixed = await imp.subscribe("a.>")
         private = await imp.subscribe("priv.>")
+        mapped = await imp.subscribe("mapped.>")
         nothing = await other.subscribe(">")
         await imp.flush()
         await other.flush()
@@ -92,12 +98,15 @@ def test_stream_import_prefix_and_private(layout: tuple[Server, int]) -> None:
         await exp.publish("a.one", b"1")
         await exp.publish("priv.two", b"2")
         await exp.publish("b.three", b"3")
+        await exp.publish("m.x.y", b"4")
         await exp.flush()
         m = await prefixed.next_msg(timeout=3)
         assert (m.subject, m.data) == ("from.a.one", b"1")
         m = await private.next_msg(timeout=3)
         assert (m.subject, m.data) == ("priv.two", b"2")
-        for sub in (unprefixed, nothing, prefixed, private):
+        m = await mapped.next_msg(timeout=3)
+        assert (m.subject, m.data) == ("mapped.y.x", b"4")
+        for sub in (unprefixed, nothing, prefixed, private, mapped):
             with pytest.raises(nats.errors.TimeoutError):
                 await sub.next_msg(timeout=0.3)
         for nc in (exp, imp, other):
