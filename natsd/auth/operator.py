@@ -24,8 +24,6 @@ In operator mode the account name the rest of natsd uses is the account public k
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import ipaddress
 from collections.abc import Iterable, Mapping
@@ -33,8 +31,6 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import msgspec
-import nacl.exceptions
-import nacl.signing
 
 from natsd.auth import jwt_template
 from natsd.auth.authenticate import (
@@ -46,7 +42,6 @@ from natsd.auth.authenticate import (
 )
 from natsd.auth.jwt import (
     PREFIX_OPERATOR,
-    PREFIX_USER,
     AccountClaims,
     Export,
     Import,
@@ -56,13 +51,13 @@ from natsd.auth.jwt import (
     UserScope,
     UserTemplate,
     decode,
-    decode_key,
     is_expired,
     is_public_key,
     not_yet_valid,
 )
 from natsd.auth.jwt import Permissions as JwtPermissions
 from natsd.auth.jwt_validate import load_zone, parse_version, validation_errors
+from natsd.auth.nkey import verify_nonce_signature
 from natsd.config import schema
 
 __all__ = [
@@ -306,32 +301,10 @@ def _src_allowed(src: tuple[str, ...], host: str) -> bool:
     return False
 
 
-def _decode_sig(sig: str) -> bytes | None:
-    # Clients send raw base64url; nats-server falls back to padded standard base64.
-    for decoder in (
-        lambda s: base64.urlsafe_b64decode(s + "=" * (-len(s) % 4)) if "=" not in s else None,
-        lambda s: base64.b64decode(s, validate=True),
-    ):
-        try:
-            out = decoder(sig)
-        except (binascii.Error, ValueError):
-            continue
-        if out is not None and len(out) == 64:
-            return out
-    return None
-
-
 def verify_nonce(user_key: str, nonce: str, sig: str) -> bool:
-    """True when ``sig`` is the user key's Ed25519 signature over the ASCII nonce."""
-    raw_key = decode_key(user_key, PREFIX_USER)
-    raw_sig = _decode_sig(sig) if sig.isascii() else None
-    if raw_key is None or raw_sig is None or not nonce.isascii():
-        return False
-    try:
-        nacl.signing.VerifyKey(raw_key).verify(nonce.encode("ascii"), raw_sig)
-    except (nacl.exceptions.BadSignatureError, nacl.exceptions.CryptoError, ValueError):
-        return False
-    return True
+    """True when ``sig`` is the user key's Ed25519 signature over the ASCII nonce
+    (the same check as nkey users: :func:`natsd.auth.nkey.verify_nonce_signature`)."""
+    return verify_nonce_signature(user_key, nonce, sig)
 
 
 def _limit_min(user: int, account: int) -> int:
