@@ -173,7 +173,16 @@ class Handshake:
         if nonce is not None:
             info["nonce"] = nonce
         tls = opts.tls
-        if tls is not None and tls.handshake_first:
+        tls_first = tls is not None and tls.handshake_first
+        if tls_first and tls is not None and tls.handshake_first_fallback is not None:
+            # "auto" / a duration: TLS first if a ClientHello arrives in time,
+            # otherwise INFO in plain text and the classic upgrade.
+            first = await peek_first_byte(self.loop, self.sock, tls.handshake_first_fallback)
+            if first == b"":
+                self._close()
+                return
+            tls_first = first == b"\x16"
+        if tls_first:
             if not await self._start_tls():
                 return
             await self._send(info_line(info))

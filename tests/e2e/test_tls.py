@@ -215,3 +215,14 @@ def test_certificates_reloaded_on_sighup(tmp_path: Path, pki: PKI) -> None:
         while "Reloaded TLS certificates" not in server.log() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert _server_cert_der(server.port) == other.server.der
+
+
+@pytest.mark.parametrize("tls_server", [(k, 'handshake_first: "auto"', "") for k in KINDS], indirect=True, ids=KINDS)
+def test_tls_first_auto_falls_back_to_classic(tls_server: Server, pki: PKI) -> None:
+    ctx = client_context(pki.ca.cert_path)
+    ctx.check_hostname = False
+    # A TLS-first client is answered TLS-first...
+    with socket.create_connection(("127.0.0.1", tls_server.port), timeout=5) as raw, ctx.wrap_socket(raw) as s:
+        assert _line(s).startswith("INFO ")
+    # ...and a classic client, silent at first, gets INFO in plain text, then upgrades.
+    assert raw_tls_ok(tls_server.port, ctx)
