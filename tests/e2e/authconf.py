@@ -21,7 +21,7 @@ from typing import Any
 import bcrypt
 import nats
 import nkeys
-from rawproto import _lines, read_info
+from rawproto import _lines, read_info, transcript
 from servers import Server, running
 
 __all__ = [
@@ -84,33 +84,7 @@ def transcript_info(
     port: int, make_script: Callable[[dict[str, Any]], bytes], timeout: float = 3.0
 ) -> list[str]:
     """Like ``rawproto.transcript`` but the script is built from the INFO (nonce)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    try:
-        info = read_info(sock)
-        script = make_script(info)
-        sock.sendall(script)
-        want = script.upper().count(b"PING\r\n")
-        deadline = time.monotonic() + timeout
-        buf = b""
-        closed = False
-        while time.monotonic() < deadline and not (want and buf.count(b"PONG\r\n") >= want):
-            try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                break
-            except ConnectionResetError:
-                closed = True
-                break
-            if not chunk:
-                closed = True
-                break
-            buf += chunk
-        lines = _lines(buf)
-        if closed:
-            lines.append("<closed>")
-        return lines
-    finally:
-        sock.close()
+    return transcript(port, make_script, timeout)
 
 
 def run(coro: Any) -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 
@@ -29,10 +30,18 @@ def read_info(sock: socket.socket) -> dict[str, Any]:
     return info
 
 
-def transcript(port: int, script: bytes, timeout: float = 3.0, settle: float = 0.0) -> list[str]:
+def transcript(
+    port: int,
+    script: bytes | Callable[[dict[str, Any]], bytes],
+    timeout: float = 3.0,
+    settle: float = 0.0,
+) -> list[str]:
+    """``script`` may be a function of the INFO (to sign its nonce)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
-        read_info(sock)
+        info = read_info(sock)
+        if callable(script):
+            script = script(info)
         sock.sendall(script)
         want = script.upper().count(b"PING\r\n")
         deadline = time.monotonic() + timeout
