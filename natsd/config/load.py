@@ -333,7 +333,8 @@ def _finish(ctx: Ctx, kw: dict[str, Any], where: dict[str, Pos]) -> Options | No
         q = Options().max_pending if pending is None else pending
         if p > q:
             ctx.err(
-                here("max_payload"), f"max_payload ({p}) cannot be higher than max_pending ({q})"
+                here("max_payload" if "max_payload" in where else "max_pending"),
+                f"max_payload ({p}) cannot be higher than max_pending ({q})",
             )
     if kw.get("workers", 0) < 0:
         ctx.err(here("workers"), "workers must be >= 0 (0 = one per CPU)")
