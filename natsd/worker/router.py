@@ -56,6 +56,8 @@ K_SERVICE = 2  # (exporter, subject, importer, reply, rtype, threshold, want_503
 K_NORESP = 3  # (importer, reply, orig_subject)
 K_INTEREST = 4  # (importer, route index, pattern, delta)
 
+MAP_CACHE_MAX = 1024  # mapped subjects remembered per import shadow
+
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder(list)
 
@@ -63,12 +65,14 @@ _dec = msgspec.msgpack.Decoder(list)
 class ShadowTarget:
     """What a shadow subscription in the exporter forwards to."""
 
-    __slots__ = ("importer", "key", "route")
+    __slots__ = ("importer", "key", "mapped", "route")
 
     def __init__(self, importer: str, route: StreamImportRoute, key: tuple[str, int]) -> None:
         self.importer = importer
         self.route = route
         self.key = key
+        # exporter subject -> importer subject (bounded; mapping is pure)
+        self.mapped: dict[bytes, bytes | None] = {}
 
 
 class Router:
@@ -186,7 +190,13 @@ class Router:
 
     # -- stream copies ----------------------------------------------------
     def forward_stream(self, target: ShadowTarget, subject: bytes, reply: bytes | None, hdr_len: int, data: bytes) -> int:
-        mapped = target.route.map(subject)
+        cache = target.mapped
+        if subject in cache:
+            mapped = cache[subject]
+        else:
+            if len(cache) >= MAP_CACHE_MAX:
+                cache.clear()
+            mapped = cache[subject] = target.route.map(subject)
         if mapped is None:
             return 0
         importer = target.importer
