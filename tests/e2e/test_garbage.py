@@ -1,0 +1,61 @@
+"""Tenants sending garbage never crash a worker or the supervisor.
+
+Random protocol-shaped byte streams (valid ops, broken ops, oversized
+numbers, junk bytes, split at random points) go to natsd over many
+connections; afterwards every worker is the same process as before and the
+server still answers.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+
+import psutil
+import pytest
+from rawproto import read_info, transcript
+from servers import running
+
+pytestmark = pytest.mark.e2e
+
+PIECES = [
+    b"CONNECT {}\r\n", b'CONNECT {"verbose":true,"headers":true,"no_responders":true}\r\n', b"CONNECT {bad\r\n",
+    b"SUB a 1\r\n", b"SUB a.* q 2\r\n", b"SUB > 3\r\n", b"SUB foo..bar 4\r\n", b"UNSUB 1 2\r\n", b"UNSUB x -5\r\n",
+    b"PUB a 2\r\nhi\r\n", b"PUB a r 0\r\n\r\n", b"PUB a 99999999999999\r\n", b"PUB a -1\r\n",
+    b"HPUB a 12 14\r\nNATS/1.0\r\n\r\nhi\r\n", b"HPUB a 20 10\r\n", b"PING\r\n", b"PONG\r\n", b"-ERR 'x'\r\n",
+    b"INFO {}\r\n", b"+OK\r\n", b"MSG a 1 1\r\nx\r\n", b"\r\n", b"\n", b" ", b"\t", b"\x00\xff\x16\x03\x01",
+    b"PUB " + b"a" * 5000 + b" 1\r\n", b"SUB _INBOX.> 9\r\nPUB a _INBOX.x 1\r\n1\r\n", b"PUB $SYS.REQ.SERVER.PING _INBOX.x 0\r\n\r\n",
+]
+
+
+def worker_pids(pid: int) -> list[int]:
+    return sorted(p.pid for p in psutil.Process(pid).children() if "natsd.worker" in " ".join(p.cmdline()))
+
+
+def test_garbage_never_crashes_anything() -> None:
+    rng = random.Random(20261204)
+    with running("natsd", workers=2) as server:
+        assert transcript(server.port, b"PING\r\n") == ["PONG"]
+        before = worker_pids(server.proc.pid)
+        for _ in range(150):
+            data = b"".join(rng.choice(PIECES) for _ in range(rng.randint(1, 30)))
+            if rng.random() < 0.3:
+                data = bytes(b ^ rng.randrange(256) if rng.random() < 0.02 else b for b in data)
+            try:
+                with socket.create_connection(("127.0.0.1", server.port), timeout=2) as s:
+                    read_info(s)
+                    cut = rng.randint(0, len(data))
+                    s.sendall(data[:cut])
+                    s.sendall(data[cut:])
+                    s.settimeout(0.05)
+                    try:
+                        s.recv(65536)
+                    except (TimeoutError, ConnectionResetError):
+                        pass
+            except (ConnectionError, OSError):
+                pass
+        assert worker_pids(server.proc.pid) == before
+        assert server.proc.poll() is None
+        assert transcript(server.port, b'CONNECT {"verbose":false}\r\nPING\r\n') == ["PONG"]
+        log = server.log()
+        assert "Traceback" not in log and "Exception" not in log, log[-3000:]
