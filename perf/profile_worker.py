@@ -71,8 +71,9 @@ class StubWorker:
         self.router = Router(0, 1, lambda _peer, _kind, _data: True)
         self.router.configure(())
         self.account = Account("$G", self.router)
+        self.closed_conns: list[Any] = []
 
-    def flush(self) -> None:
+    def flush(self, producer: Client | None = None) -> None:
         dirty = self.dirty
         if dirty:
             self.dirty = []

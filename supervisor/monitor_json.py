@@ -89,6 +89,9 @@ class Snapshot:
     def conns(self) -> list[M.ConnStats]:
         return [c for s in self.stats for c in s.connections]
 
+    def closed(self) -> list[M.ConnStats]:
+        return [c for s in self.stats for c in getattr(s, "closed_conns", ())]
+
     def header(self) -> dict[str, Any]:
         return {"server_id": self.server_id, "now": rfc3339(self.now)}
 
@@ -238,6 +241,8 @@ _SORTS: dict[str, tuple[Callable[[M.ConnStats, float], Any], bool]] = {
     "idle": (lambda c, now: now - c.last_activity, True),
     "uptime": (lambda c, now: now - c.start, True),
     "rtt": (lambda c, now: c.rtt, True),
+    "stop": (lambda c, now: c.stop or 0.0, True),
+    "reason": (lambda c, now: c.reason or "", False),
 }
 _CLOSED_ONLY_SORTS = ("stop", "reason")
 _STATES = {"open": "open", "closed": "closed", "any": "any", "all": "any"}
@@ -264,6 +269,12 @@ def _conn_info(
         "out_bytes": c.out_bytes,
         "subscriptions": c.subs,
     }
+    stop = getattr(c, "stop", None)
+    if stop is not None:
+        d["stop"] = rfc3339(stop)
+        d["uptime"] = uptime(stop - c.start)
+        d["idle"] = uptime(stop - c.last_activity)
+        d["reason"] = c.reason or ""
     for key in ("name", "lang", "version"):
         if getattr(c, key):
             d[key] = getattr(c, key)
@@ -305,9 +316,11 @@ def connz(snap: Snapshot, q: Query) -> dict[str, Any]:
     if sort not in _SORTS and sort not in _CLOSED_ONLY_SORTS:
         raise BadRequest(f"invalid sorting option: {sort}")
 
-    # natsd keeps no closed-connection ring (nats-server's last 10k): the
-    # closed view is empty, "any" shows the open ones.
+    # Workers keep their last CLOSED_CONNS_KEPT closed connections each
+    # (nats-server keeps the server's last 10,000).
     conns = snap.conns() if state != "closed" else []
+    if state != "open":
+        conns += snap.closed()
     if acc:
         conns = [c for c in conns if c.account == acc]
     if user:

@@ -293,7 +293,8 @@ class Supervisor:
                 del self._stats_parts[key]
                 got.sort(key=lambda m: m.part)
                 conns = [c for m in got for c in m.connections]
-                fut.set_result(msgspec.structs.replace(got[0], connections=conns, part=0, parts=1))
+                closed = [c for m in got for c in m.closed_conns]
+                fut.set_result(msgspec.structs.replace(got[0], connections=conns, closed_conns=closed, part=0, parts=1))
         elif isinstance(msg, M.ClientClosed):
             self._client_gone(msg.client_id)
         elif isinstance(msg, M.SysRequest):

@@ -36,6 +36,7 @@ MAX_PENDING_HANDOFF = 64 * 1024
 # are truncated to this many entries.
 STATS_PART_BYTES = 128 * 1024
 STATS_SUBS_PER_CONN = 256
+CLOSED_CONNS_KEPT = 1000  # per worker, for /connz?state=closed
 
 
 class _Msg(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -255,6 +256,8 @@ class ConnStats(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     tls_cipher: str | None = None
     subjects: list[str] = msgspec.field(default_factory=list)
     subs_detail: list[SubStats] = msgspec.field(default_factory=list)
+    stop: float | None = None  # closed connections: when, and why
+    reason: str | None = None
 
 
 class Stats(_Msg, frozen=True, kw_only=True):
@@ -281,6 +284,8 @@ class Stats(_Msg, frozen=True, kw_only=True):
     # fit the control socket's buffer); the supervisor merges the parts.
     part: int = 0
     parts: int = 1
+    # The most recently closed connections (bounded ring in the worker).
+    closed_conns: list[ConnStats] = msgspec.field(default_factory=list)
     rings: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
 

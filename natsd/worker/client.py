@@ -27,6 +27,7 @@ two seconds, for RTT) unless the client was active, and closes with
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,7 @@ from natsd import log as natslog
 from natsd.auth.authenticate import credential_digest
 from natsd.auth.permissions import CompiledPermissions, reserved_publish, reserved_reply
 from natsd.auth.sysreq import is_system_request
-from natsd.ipc.messages import HandOff, connect_fields
+from natsd.ipc.messages import STATS_SUBS_PER_CONN, ConnStats, HandOff, SubStats, connect_fields
 from natsd.proto import errors as E
 from natsd.proto.connect import ConnectOptions, parse_connect, validate_connect
 from natsd.proto.errors import ClosedReason, ProtocolError
@@ -214,6 +215,7 @@ class Client(asyncio.Protocol):
     def _teardown(self, reason: ClosedReason) -> None:
         self.closed = True
         self.close_reason = reason
+        self.worker.closed_conns.append(self.snapshot(time.time(), reason.text))
         self._release_waiters()
         if self._stall_timer is not None:
             self._stall_timer.cancel()
@@ -614,6 +616,43 @@ class Client(asyncio.Protocol):
             log.info("cid:%d - Slow Consumer Detected: MaxPending of %d Exceeded", self.cid, self.worker.config.max_pending)
             self._teardown(ClosedReason.SlowConsumerPendingBytes)
             t.abort()
+
+    def snapshot(self, stop: float | None = None, reason: str | None = None) -> ConnStats:
+        """This connection's monitoring record (subscriptions listed up to a cap)."""
+        shown = list(itertools.islice(self.subs.values(), STATS_SUBS_PER_CONN))
+        return ConnStats(
+            cid=self.cid,
+            account=self.account.name,
+            user=self.user,
+            host=self.host,
+            port=self.port,
+            start=self.start,
+            last_activity=self.last_activity,
+            in_msgs=self.in_msgs,
+            out_msgs=self.out_msgs,
+            in_bytes=self.in_bytes,
+            out_bytes=self.out_bytes,
+            subs=len(self.subs),
+            pending_bytes=0 if stop is not None else self.pending_bytes(),
+            name=self.name,
+            lang=self.lang,
+            version=self.version,
+            rtt=self.rtt,
+            tls_version=self.tls_version,
+            tls_cipher=self.tls_cipher,
+            subjects=[s.subject.decode("utf-8", "replace") for s in shown],
+            subs_detail=[
+                SubStats(
+                    subject=s.subject.decode("utf-8", "replace"),
+                    sid=s.sid.decode("utf-8", "replace"),
+                    queue=s.queue.decode("utf-8", "replace") if s.queue else None,
+                    msgs=s.delivered,
+                )
+                for s in shown
+            ],
+            stop=stop,
+            reason=reason,
+        )
 
     def pending_bytes(self) -> int:
         t = self.transport

@@ -21,7 +21,7 @@ client and exits: a worker never outlives its supervisor.
 from __future__ import annotations
 
 import asyncio
-import itertools
+import collections
 import logging
 import os
 import signal
@@ -64,6 +64,7 @@ class Worker:
         self.ring_dirty: set[int] = set()
         # traffic of closed connections: in msgs, out msgs, in bytes, out bytes
         self.gone = [0, 0, 0, 0]
+        self.closed_conns: collections.deque[M.ConnStats] = collections.deque(maxlen=M.CLOSED_CONNS_KEPT)
         self._last_drop_log = 0.0
         self.channel = Channel(control, loop, self._on_message, self._on_control_closed, "supervisor")
 
@@ -291,24 +292,30 @@ class Worker:
 
     # -- supervisor requests ---------------------------------------------
     def stats_parts(self, request_id: int) -> list[M.Stats]:
-        """The stats split into datagram-sized parts: connections are packed
-        until a part's encoded size would pass ``STATS_PART_BYTES``; totals,
-        accounts and rings travel in the first part."""
+        """The stats split into datagram-sized parts: open and closed
+        connections are packed until a part's encoded size would pass
+        ``STATS_PART_BYTES``; totals, accounts and rings travel in the first."""
         full = self.stats(request_id)
-        chunks: list[list[M.ConnStats]] = [[]]
-        size = len(M.encode(msgspec.structs.replace(full, connections=[])))
-        for c in full.connections:
-            n = len(_stats_enc.encode(c))
+        items = [(False, c) for c in full.connections] + [(True, c) for c in full.closed_conns]
+        chunks: list[list[tuple[bool, M.ConnStats]]] = [[]]
+        size = len(M.encode(msgspec.structs.replace(full, connections=[], closed_conns=[])))
+        for item in items:
+            n = len(_stats_enc.encode(item[1]))
             if chunks[-1] and size + n > M.STATS_PART_BYTES:
                 chunks.append([])
                 size = 0
-            chunks[-1].append(c)
+            chunks[-1].append(item)
             size += n
-        parts = [msgspec.structs.replace(full, connections=chunks[0], parts=len(chunks))]
-        for i, chunk in enumerate(chunks[1:], 1):
+        parts = []
+        for i, chunk in enumerate(chunks):
+            base = full if i == 0 else msgspec.structs.replace(full, account_stats=[], rings=[], router={})
             parts.append(
                 msgspec.structs.replace(
-                    full, connections=chunk, account_stats=[], rings=[], router={}, part=i, parts=len(chunks)
+                    base,
+                    connections=[c for closed, c in chunk if not closed],
+                    closed_conns=[c for closed, c in chunk if closed],
+                    part=i,
+                    parts=len(chunks),
                 )
             )
         return parts
@@ -322,40 +329,7 @@ class Worker:
             in_bytes += c.in_bytes
             out_bytes += c.out_bytes
             subs += len(c.subs)
-            shown = list(itertools.islice(c.subs.values(), M.STATS_SUBS_PER_CONN))
-            conns.append(
-                M.ConnStats(
-                    cid=c.cid,
-                    account=c.account.name,
-                    user=c.user,
-                    host=c.host,
-                    port=c.port,
-                    start=c.start,
-                    last_activity=c.last_activity,
-                    in_msgs=c.in_msgs,
-                    out_msgs=c.out_msgs,
-                    in_bytes=c.in_bytes,
-                    out_bytes=c.out_bytes,
-                    subs=len(c.subs),
-                    pending_bytes=c.pending_bytes(),
-                    name=c.name,
-                    lang=c.lang,
-                    version=c.version,
-                    rtt=c.rtt,
-                    tls_version=c.tls_version,
-                    tls_cipher=c.tls_cipher,
-                    subjects=[s.subject.decode("utf-8", "replace") for s in shown],
-                    subs_detail=[
-                        M.SubStats(
-                            subject=s.subject.decode("utf-8", "replace"),
-                            sid=s.sid.decode("utf-8", "replace"),
-                            queue=s.queue.decode("utf-8", "replace") if s.queue else None,
-                            msgs=s.delivered,
-                        )
-                        for s in shown
-                    ],
-                )
-            )
+            conns.append(c.snapshot())
         assert self.config is not None
         return M.Stats(
             request_id=request_id,
@@ -376,6 +350,7 @@ class Worker:
             total_out_msgs=self.gone[1] + out_msgs,
             total_in_bytes=self.gone[2] + in_bytes,
             total_out_bytes=self.gone[3] + out_bytes,
+            closed_conns=list(self.closed_conns),
             rings=[p.stats() for p in self.producers.values()] + [c.stats() for c in self.consumers.values()],
         )
 
