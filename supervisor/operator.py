@@ -27,6 +27,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from natsd.auth.jwt import AccountClaims
 from natsd.auth.operator import (
     AccountInfo,
@@ -43,7 +45,7 @@ from natsd.auth.resolver import (
     claims_update_reply,
     process_claims_update,
 )
-from natsd.auth.sysreq import GENERIC_UPDATE, SERVER_PING
+from natsd.auth.sysreq import CLAIMS_DELETE, CLAIMS_LIST, GENERIC_UPDATE, SERVER_PING
 from natsd.auth.sysreq import LOOKUP as _LOOKUP
 from natsd.auth.sysreq import UPDATE as _UPDATE
 from natsd.config import schema
@@ -213,6 +215,11 @@ class OperatorMode:
             reply_body = claims_lookup_reply(self.authn.resolver, acc)  # type: ignore[arg-type]
         elif subject == SERVER_PING:
             reply_body = self._statsz()
+        elif subject == CLAIMS_LIST:
+            keys = self.authn.resolver.keys()  # type: ignore[attr-defined]
+            reply_body = msgspec.json.encode({"server": self._server_info(), "data": keys})
+        elif subject == CLAIMS_DELETE:
+            reply_body = self._delete(req.payload)
         else:
             m = _UPDATE.match(subject)
             target = m.group(1).decode() if m is not None else None
@@ -255,6 +262,56 @@ class OperatorMode:
         else:
             log.info("account %s: %s - %s", account, message, error or checked)
         return claims_update_reply(self._server_info(), account, message, error)
+
+    def _delete(self, body: bytes) -> bytes:
+        """``$SYS.REQ.CLAIMS.DELETE``: a generic JWT self-signed by a trusted
+        operator key naming the accounts to delete (``nsc push --prune``)."""
+        try:
+            deleted = self._delete_checked(body)
+        except _DeleteRefused as e:
+            return msgspec.json.encode(
+                {
+                    "server": self._server_info(),
+                    "error": {"code": 500, "description": f"delete accounts request by {e.issuer} failed - {e.reason}"},
+                }
+            )
+        log.info("deleted %d account JWT(s) from the resolver directory", deleted)
+        return msgspec.json.encode(
+            {"server": self._server_info(), "data": {"code": 200, "message": f"deleted {deleted} accounts"}}
+        )
+
+    def _delete_checked(self, body: bytes) -> int:
+        from natsd.auth.jwt import JwtError, decode
+
+        token = body.decode("ascii", "replace").strip()
+        if token.count(".") != 2:
+            raise _DeleteRefused("", "expected 3 chunks")
+        try:
+            claims = decode(token)
+        except JwtError:
+            raise _DeleteRefused("", "malformed request") from None
+        trusted = self.authn.trusted
+        if not trusted.is_trusted_issuer(claims.iss):
+            raise _DeleteRefused(claims.iss, "not trusted")
+        if claims.sub != claims.iss:
+            raise _DeleteRefused(claims.iss, "not self signed")
+        nats = claims.nats if isinstance(claims.nats, dict) else {}
+        accounts = nats.get("accounts")
+        if not isinstance(accounts, list) or not all(isinstance(a, str) for a in accounts):
+            raise _DeleteRefused(claims.iss, "malformed request")
+        if self.system_account in accounts:
+            raise _DeleteRefused(claims.iss, "not allowed to delete system account")
+        resolver = self.authn.resolver
+        if not isinstance(resolver, DirResolver) or not resolver.allow_delete:
+            raise _DeleteRefused(claims.iss, "delete must be enabled in server config")
+        deleted = 0
+        for acc in accounts:
+            err = resolver.delete(acc)
+            if err is not None:
+                raise _DeleteRefused(claims.iss, err)
+            deleted += 1
+            self.routes.pop(acc, None)
+        return deleted
 
     def apply(self, account: str, claims: AccountClaims, old: AccountClaims | None) -> None:
         """Re-evaluate every live connection of ``account`` after an update:
@@ -344,3 +401,10 @@ def _follows_account_defaults(user_jwt: str, account: AccountClaims) -> bool:
         if isinstance(key, UserScope) and key.key == user.iss:
             return False
     return True
+
+
+class _DeleteRefused(Exception):
+    def __init__(self, issuer: str, reason: str) -> None:
+        super().__init__(reason)
+        self.issuer = issuer
+        self.reason = reason
