@@ -56,7 +56,10 @@ Everything is sans-IO: the caller passes the clock as ``now`` (seconds, monotoni
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from natsd.config.schema import Permissions, SubjectPermission
+from natsd.subjects.sublist import Sublist, Subscription
 from natsd.subjects.tokens import (
     has_wildcard,
     subject_is_subset,
@@ -136,6 +139,31 @@ def _split_sub(
     return tuple(plain), tuple(queued)
 
 
+class _PatternIndex:
+    """Many publish patterns matched in one trie walk (a sublist of them),
+    instead of one ``subject_matches`` per pattern: an uncached check costs
+    O(subject tokens), not O(patterns)."""
+
+    __slots__ = ("_sl",)
+
+    def __init__(self, patterns: tuple[bytes, ...]) -> None:
+        self._sl: Sublist[Subscription] = Sublist(cache=False)
+        for p in patterns:
+            self._sl.insert(Subscription(p))
+
+    def matches(self, subject: bytes) -> bool:
+        return self._sl.has_interest(subject)
+
+
+_INDEX_AT = 4  # below this many patterns a plain scan is as fast
+
+
+def _matcher(patterns: tuple[bytes, ...]) -> Callable[[bytes], bool]:
+    if len(patterns) >= _INDEX_AT:
+        return _PatternIndex(patterns).matches
+    return lambda subject: any(subject_matches(p, subject) for p in patterns)
+
+
 def _bounded_put(cache: dict[bytes, bool], key: bytes, value: bool) -> None:
     if len(cache) >= _CACHE_MAX:
         del cache[next(iter(cache))]
@@ -151,8 +179,10 @@ class CompiledPermissions:
         "_last_prune",
         "_max_replies",
         "_pub_allow",
+        "_pub_allow_match",
         "_pub_cache",
         "_pub_deny",
+        "_pub_deny_match",
         "_replies",
         "_resp_expires",
         "_resp_max",
@@ -178,6 +208,8 @@ class CompiledPermissions:
             # §4.5: allow_responses forces a (possibly empty) publish allow list.
             self._pub_allow = ()
         self._pub_deny = _encode(pub.deny if pub else None) or ()
+        self._pub_allow_match = _matcher(self._pub_allow or ())
+        self._pub_deny_match = _matcher(self._pub_deny)
         self._sub_allow = sub is not None and sub.allow is not None
         self._sub_allow_plain, self._sub_allow_queue = _split_sub(sub.allow if sub else None)
         self._sub_deny_plain, self._sub_deny_queue = _split_sub(sub.deny if sub else None)
@@ -219,10 +251,9 @@ class CompiledPermissions:
         """Allow/deny lists only, cached; the reply table is not consulted."""
         ok = self._pub_cache.get(subject)
         if ok is None:
-            allow = self._pub_allow
-            ok = allow is None or any(subject_matches(p, subject) for p in allow)
+            ok = self._pub_allow is None or self._pub_allow_match(subject)
             if ok and self._pub_deny:
-                ok = not any(subject_matches(d, subject) for d in self._pub_deny)
+                ok = not self._pub_deny_match(subject)
             _bounded_put(self._pub_cache, subject, ok)
         return ok
 
