@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("config writers (then exit)")
     g.add_argument("--write-accounts-config", nargs=2, metavar=("K", "PATH"),
                    help="write a config with K accounts A<i>, users u<i>/p<i>")
+    g.add_argument("--import-accounts", default="A,B", metavar="EXP,IMP",
+                   help="account names for import/svcimport (natsd places accounts on "
+                   "workers by name: e.g. EXP,IMP land apart with --workers 2)")
     g.add_argument("--write-import-config", metavar="PATH",
                    help="write a config where A exports a.> and B imports it")
     return p
@@ -156,7 +159,15 @@ def options_from(args: argparse.Namespace) -> Options:
         accounts=args.accounts, conns=args.conns, subs_per_conn=args.subs_per_conn,
         rate=args.rate, procs=args.procs, quiet_s=args.quiet_s,
         timeout=parse_duration(args.timeout), server_pid=args.server_pid,
-        progress=not args.no_progress)
+        progress=not args.no_progress,
+        import_accounts=_pair(args.import_accounts))
+
+
+def _pair(text: str) -> tuple[str, str]:
+    names = [n.strip() for n in text.split(",")]
+    if len(names) != 2 or not all(names) or names[0] == names[1]:
+        raise SystemExit(f"--import-accounts takes two different names, got {text!r}")
+    return names[0], names[1]
 
 
 def raise_nofile() -> None:
@@ -176,7 +187,7 @@ def server_config(opts: Options, args: argparse.Namespace, tmp: Path) -> Path | 
     if needs == "accounts":
         parts.append(servers.accounts_config(opts.accounts))
     elif needs == "import":
-        parts.append(servers.import_config())
+        parts.append(servers.import_config(opts.import_accounts))
     else:
         parts.append(servers.auth_config(opts.creds.user, opts.creds.password,
                                          opts.creds.token))
@@ -266,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             servers.write_config(path, servers.accounts_config(int(k)))
             print(f"wrote {path}: accounts A0..A{int(k) - 1}, users u<i>/p<i>")
         if args.write_import_config:
-            servers.write_config(args.write_import_config, servers.import_config())
+            servers.write_config(args.write_import_config, servers.import_config(_pair(args.import_accounts)))
             print(f"wrote {args.write_import_config}: A (ua/pa) exports a.>, "
                   "B (ub/pb) imports it")
         return 0

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from perf.conn import Creds, Endpoint
 
 SCENARIOS = ("pub", "pubsub", "fanout", "queue", "reqrep", "conns",
-             "multiaccount", "import", "tls")
+             "multiaccount", "import", "svcimport", "tls")
 IMPORT_PUB = Creds(user="ua", password="pa")
 IMPORT_SUB = Creds(user="ub", password="pb")
 
@@ -54,6 +54,9 @@ class Options:
     timeout: float = 120.0         # hard cap on the measured phase
     server_pid: int | None = None
     progress: bool = True
+    # exporter/importer account names of the import scenarios: with natsd,
+    # names decide which workers they land on (natsd.sharding.worker_for)
+    import_accounts: tuple[str, str] = ("A", "B")
 
     def bounded_msgs(self) -> int:
         return 0 if self.duration > 0 else self.msgs
@@ -147,6 +150,16 @@ def build_plan(o: Options) -> Plan:
         subject = o.subject if o.subject.startswith("a.") else f"a.{o.subject}"
         return Plan(_pubs(np_, subject, total, IMPORT_PUB, "A.")
                     + _subs(ns, subject, IMPORT_SUB, "B."), float(ns), "import")
+    if s == "svcimport":
+        # Requests from B on an imported service, answered in A (exported svc.>).
+        nreq, nresp = o.pubs or 1, o.subs or 1
+        subject = f"svc.{o.subject}"
+        counts = _split(total, nreq) if total else [0] * nreq
+        reqs = [ConnSpec("req", subject, msgs=c, creds=IMPORT_SUB, tag=f"B.req{i}")
+                for i, c in enumerate(counts)]
+        resps = [ConnSpec("resp", subject, queue=o.queue, creds=IMPORT_PUB, tag=f"A.resp{i}")
+                 for i in range(nresp)]
+        return Plan(reqs + resps, 1.0, "import")
     raise ValueError(f"unknown scenario {s!r}; choose from {', '.join(SCENARIOS)}")
 
 

@@ -76,16 +76,20 @@ def accounts_config(k: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def import_config() -> str:
+def import_config(names: tuple[str, str] = ("A", "B")) -> str:
+    """A (user ua/pa) exports stream ``a.>`` and service ``svc.>``; B (ub/pb)
+    imports both. ``names`` renames the two accounts (natsd places accounts
+    on workers by name)."""
+    a, b = names
     return (
         "accounts {\n"
-        "  A {\n"
+        f"  {a} {{\n"
         "    users = [ { user: ua, password: pa } ]\n"
-        '    exports = [ { stream: "a.>" } ]\n'
+        '    exports = [ { stream: "a.>" }, { service: "svc.>" } ]\n'
         "  }\n"
-        "  B {\n"
+        f"  {b} {{\n"
         "    users = [ { user: ub, password: pb } ]\n"
-        '    imports = [ { stream: { account: A, subject: "a.>" } } ]\n'
+        f'    imports = [ {{ stream: {{ account: {a}, subject: "a.>" }} }}, {{ service: {{ account: {a}, subject: "svc.>" }} }} ]\n'
         "  }\n"
         "}\n"
     )

@@ -107,6 +107,13 @@ def test_cross_account_import(small_options: Small, import_server: servers.Serve
     assert res.sub_msgs == 600
 
 
+def test_cross_account_service_requests(small_options: Small, import_server: servers.ServerProc) -> None:
+    res = run(small_options(import_server, "svcimport"))
+    _clean(res)
+    assert res.pub_msgs == res.sub_msgs == 300  # every request from B answered by A
+    assert res.latency_us.get("p50", 0) > 0
+
+
 def test_tls_pubsub(small_options: Small, tls_server: servers.ServerProc, tls_material: dict[str, str]) -> None:
     ep = Endpoint(port=tls_server.port, tls=True, tls_ca=tls_material["ca"])
     res = run(small_options(tls_server, "tls", endpoint=ep))
