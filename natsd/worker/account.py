@@ -99,33 +99,38 @@ class Account:
             self.out_bytes += delivered * len(data)
         return delivered
 
-    def route_run(self, src: Client, subject: bytes, run: list[bytes], nbytes: int) -> int:
+    def route_run(
+        self, src: Client | None, subject: bytes, run: list[bytes], nbytes: int, via_import: bool = False
+    ) -> int:
         """Deliver consecutive messages with the same subject, no reply, no headers.
 
         One match and one buffer append per target for the whole run (the
-        parser groups frames that share a control line). Anything that needs a
-        per-message decision (queue groups, shadows, delivery filters,
-        auto-unsubscribe) takes the per-message path instead."""
+        parser groups frames that share a control line); import shadows get
+        the whole run too (one mapping, one record across workers). Anything
+        that needs a per-message decision (queue groups, delivery filters,
+        auto-unsubscribe, two subscriptions of one connection) takes the
+        per-message path instead."""
         result = self.sublist.match(subject)
         psubs = result.psubs
         if not psubs and not result.qsubs:
             return 0
+        real = [s for s in psubs if s.client is not None]
         if (
             result.qsubs
-            or any(s.client is None or s.filtered or s.max_msgs for s in psubs)
+            or any(s.filtered or s.max_msgs for s in real)
             # Two subscriptions of one connection: frames must interleave
             # message by message, as nats-server writes them.
-            or (len(psubs) > 1 and len({id(s.client) for s in psubs}) < len(psubs))
+            or (len(real) > 1 and len({id(s.client) for s in real}) < len(real))
         ):
             n = 0
             for data in run:
-                n += self.route(src, subject, None, -1, data)
+                n += self.route(src, subject, None, -1, data, via_import)
             return n
-        echo = src.echo
+        echo = src.echo if src is not None else True
         delivered = 0
-        for sub in psubs:
+        for sub in real:
             c = sub.client
-            assert c is not None  # shadows took the per-message path above
+            assert c is not None
             if c is src and not echo:
                 continue
             c.deliver_run(sub, subject, run, nbytes)
@@ -133,6 +138,11 @@ class Account:
         if delivered:
             self.out_msgs += delivered * len(run)
             self.out_bytes += delivered * nbytes
+        if not via_import and len(real) < len(psubs):
+            targets = {s.imp.key: s.imp for s in psubs if s.client is None}
+            forward = self.router.forward_stream_run
+            for target in targets.values():
+                delivered += forward(target, subject, run, nbytes)
         return delivered
 
     def has_clients(self) -> bool:

@@ -351,8 +351,12 @@ class Client(asyncio.Protocol):
     def _pub_run(self, subject: bytes, reply: bytes | None, run: list[bytes]) -> None:
         """Consecutive PUBs with one control line (same subject, reply, size)."""
         acc = self.account
-        if (self.checked or reply is not None or subject[:1] in _RESERVED_FIRST
-                or acc.service_imports or acc.exports_services):
+        if (
+            self.checked
+            or reply is not None
+            or subject[:1] in _RESERVED_FIRST  # reserved subjects, _R_. responses
+            or (acc.service_imports and acc.router.table.service_targets(acc.name, subject))
+        ):
             pub = self._pub
             for data in run:
                 pub(subject, reply, -1, data)

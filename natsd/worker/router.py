@@ -55,8 +55,10 @@ K_DELIVER = 1  # (account, subject, reply, hdr_len, data)
 K_SERVICE = 2  # (exporter, subject, importer, reply, rtype, threshold, want_503, orig, hdr_len, data)
 K_NORESP = 3  # (importer, reply, orig_subject)
 K_INTEREST = 4  # (importer, route index, pattern, delta)
+K_DELIVER_RUN = 5  # (account, subject, [payload, ...]): a PUB run, no reply or headers
 
 MAP_CACHE_MAX = 1024  # mapped subjects remembered per import shadow
+RUN_RECORD_BYTES = 32 * 1024  # payload bytes per K_DELIVER_RUN record
 
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder(list)
@@ -207,6 +209,36 @@ class Router:
         self.counters["stream_remote"] += 1
         return 1 if self._stage(importer, K_DELIVER, [importer, mapped, reply, hdr_len, data]) else 0
 
+    def forward_stream_run(self, target: ShadowTarget, subject: bytes, run: list[bytes], nbytes: int) -> int:
+        """A whole PUB run through one import: mapped once, one ring record."""
+        cache = target.mapped
+        if subject in cache:
+            mapped = cache[subject]
+        else:
+            if len(cache) >= MAP_CACHE_MAX:
+                cache.clear()
+            mapped = cache[subject] = target.route.map(subject)
+        if mapped is None:
+            return 0
+        importer = target.importer
+        if self.is_local(importer):
+            acc = self.accounts_of(importer)
+            self.counters["stream_local"] += len(run)
+            return acc.route_run(None, mapped, run, nbytes, True) if acc is not None else 0
+        self.counters["stream_remote"] += len(run)
+        # Keep each ring record well under the ring's largest payload.
+        ok = True
+        chunk: list[bytes] = []
+        size = 0
+        for payload in run:
+            if chunk and size + len(payload) > RUN_RECORD_BYTES:
+                ok = self._stage(importer, K_DELIVER_RUN, [importer, mapped, chunk]) and ok
+                chunk, size = [], 0
+            chunk.append(payload)
+            size += len(payload) + 8
+        ok = self._stage(importer, K_DELIVER_RUN, [importer, mapped, chunk]) and ok
+        return 1 if ok else 0
+
     # -- services ---------------------------------------------------------
     def service_request(self, client: Client, subject: bytes, reply: bytes | None, hdr_len: int, data: bytes) -> int:
         importer = client.account.name
@@ -271,6 +303,11 @@ class Router:
             acc = self.accounts_of(account)
             if acc is not None:
                 acc.route(None, subject, reply, hdr_len, data, True)
+        elif kind == K_DELIVER_RUN:
+            account, subject, run = rec
+            acc = self.accounts_of(account)
+            if acc is not None and run:
+                acc.route_run(None, subject, run, sum(len(p) for p in run), True)
         elif kind == K_SERVICE:
             exporter, subject, importer, reply, rtype, threshold, want_503, orig, hdr_len, data = rec
             n = self._request_in_exporter(exporter, subject, importer, reply, rtype, threshold, hdr_len, data)
