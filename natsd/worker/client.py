@@ -74,6 +74,7 @@ _RESERVED_FIRST = (b"_", b"$")
 PREFIX_CACHE_MAX = 256
 STALL_HIGH = 8 * 1024 * 1024  # per-subscriber unsent bytes that stall publishers
 STALL_MAX = 0.5  # seconds a publisher waits at most before reading again
+RING_POLL = 0.001  # how often a publisher stalled on a ring checks for room
 _OP_NAMES = {OP_CONNECT: "CONNECT <options>", OP_PING: "PING", OP_PONG: "PONG", OP_CLIENT_ERR: "-ERR", OP_ERROR: "parse error"}
 
 
@@ -594,6 +595,27 @@ class Client(asyncio.Protocol):
         target.waiters.add(self)
         self.transport.pause_reading()
         self._stall_timer = self.worker.loop.call_later(STALL_MAX, self.unstall)
+
+    def stall_on_ring(self, ring: Any) -> None:
+        """Pause this publisher while the ring to a peer worker is more than
+        half full (cross-worker imports), polling until it drains to a
+        quarter or STALL_MAX passes: a full ring would otherwise drop."""
+        if self.stalled or self.closed or self.transport is None:
+            return
+        self.stalled = True
+        self.transport.pause_reading()
+        deadline = self.worker.loop.time() + STALL_MAX
+        self._stall_timer = self.worker.loop.call_later(RING_POLL, self._poll_ring, ring, deadline)
+
+    def _poll_ring(self, ring: Any, deadline: float) -> None:
+        if not self.stalled:
+            return
+        loop = self.worker.loop
+        if ring.free() >= ring.size * 3 // 4 or loop.time() >= deadline:
+            self._stall_timer = None
+            self.unstall()
+            return
+        self._stall_timer = loop.call_later(RING_POLL, self._poll_ring, ring, deadline)
 
     def unstall(self) -> None:
         if not self.stalled:

@@ -34,7 +34,14 @@ from natsd import log as natslog
 from natsd.config.schema import Account as Account_
 from natsd.ipc import messages as M
 from natsd.ipc.channel import Channel, ChannelClosed, ChannelFull, MessageTooLarge, _close_all
-from natsd.ipc.ring import AnyConsumer, AnyProducer, RingSpec, open_consumer, open_producer
+from natsd.ipc.ring import (
+    AnyConsumer,
+    AnyProducer,
+    Producer,
+    RingSpec,
+    open_consumer,
+    open_producer,
+)
 from natsd.proto.errors import ClosedReason
 from natsd.worker.account import Account
 from natsd.worker.client import Client
@@ -289,6 +296,11 @@ class Worker:
                 prod = self.producers.get(peer)
                 if prod is not None:
                     prod.publish()
+                    # Back-pressure across workers: a publisher filling a
+                    # ring past half waits for the peer to drain it.
+                    # (shm rings only: a socket ring cannot tell how full it is)
+                    if producer is not None and isinstance(prod, Producer) and prod.free() < prod.size // 2:
+                        producer.stall_on_ring(prod)
 
     # -- supervisor requests ---------------------------------------------
     def stats_parts(self, request_id: int) -> list[M.Stats]:
