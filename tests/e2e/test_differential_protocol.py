@@ -59,6 +59,8 @@ SCRIPTS: dict[str, bytes] = {
     "connect-bad-json": b"CONNECT {bad\r\nPING\r\n",
     "reserved-reply": C + b"PUB foo _R_.abc 1\r\nx\r\nPING\r\n",
     "bare-newline": C + b"SUB foo 1\nPUB foo 1\nx\r\nPING\n",
+    # A TLS ClientHello sent to a plain-text port.
+    "tls-hello-on-plain-port": b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + bytes(range(32)) + b"\r\nPING\r\n",
     # Runs of identical PUB lines take natsd's grouped fast path.
     "pub-run": C + b"SUB foo 1\r\nSUB f* 2\r\nSUB > 3\r\n" + b"PUB foo 2\r\nhi\r\n" * 5 + b"PING\r\n",
     "pub-run-unsub-max": C + b"SUB foo 1\r\nUNSUB 1 3\r\n" + b"PUB foo 1\r\nx\r\n" * 5 + b"PING\r\n",
