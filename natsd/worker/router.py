@@ -192,13 +192,7 @@ class Router:
 
     # -- stream copies ----------------------------------------------------
     def forward_stream(self, target: ShadowTarget, subject: bytes, reply: bytes | None, hdr_len: int, data: bytes) -> int:
-        cache = target.mapped
-        if subject in cache:
-            mapped = cache[subject]
-        else:
-            if len(cache) >= MAP_CACHE_MAX:
-                cache.clear()
-            mapped = cache[subject] = target.route.map(subject)
+        mapped = _mapped(target, subject)
         if mapped is None:
             return 0
         importer = target.importer
@@ -211,13 +205,7 @@ class Router:
 
     def forward_stream_run(self, target: ShadowTarget, subject: bytes, run: list[bytes], nbytes: int) -> int:
         """A whole PUB run through one import: mapped once, one ring record."""
-        cache = target.mapped
-        if subject in cache:
-            mapped = cache[subject]
-        else:
-            if len(cache) >= MAP_CACHE_MAX:
-                cache.clear()
-            mapped = cache[subject] = target.route.map(subject)
+        mapped = _mapped(target, subject)
         if mapped is None:
             return 0
         importer = target.importer
@@ -326,3 +314,14 @@ class Router:
 
     def stats(self) -> dict[str, Any]:
         return {**self.counters, "tracked_replies": len(self.tracker), "shadows": len(self.shadows)}
+
+
+def _mapped(target: ShadowTarget, subject: bytes) -> bytes | None:
+    """The importer-side subject for ``subject`` (cached: mapping is pure)."""
+    cache = target.mapped
+    if subject in cache:
+        return cache[subject]
+    if len(cache) >= MAP_CACHE_MAX:
+        cache.clear()
+    mapped = cache[subject] = target.route.map(subject)
+    return mapped
