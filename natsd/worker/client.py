@@ -38,7 +38,14 @@ from natsd import log as natslog
 from natsd.auth.authenticate import credential_digest
 from natsd.auth.permissions import CompiledPermissions, reserved_publish, reserved_reply
 from natsd.auth.sysreq import is_system_request
-from natsd.ipc.messages import STATS_SUBS_PER_CONN, ConnStats, HandOff, SubStats, connect_fields
+from natsd.ipc.messages import (
+    STATS_SUBS_PER_CONN,
+    ConnectInfo,
+    ConnStats,
+    HandOff,
+    SubStats,
+    connect_fields,
+)
 from natsd.proto import errors as E
 from natsd.proto.connect import ConnectOptions, parse_connect, validate_connect
 from natsd.proto.errors import ClosedReason, ProtocolError
@@ -121,15 +128,7 @@ class Client(asyncio.Protocol):
         self.is_system = h.is_system
         self.connected = h.connected
         c = h.connect
-        self.verbose = c.verbose
-        self.pedantic = c.pedantic
-        self.echo = c.echo
-        self.headers = c.headers and cfg.headers
-        self.no_responders = c.no_responders
-        self.protocol = c.protocol
-        self.name = c.name
-        self.lang = c.lang
-        self.version = c.version
+        self._apply_options(c, cfg.headers)
         self.perms = CompiledPermissions.build(h.permissions)
         max_payload = cfg.max_payload
         if h.max_payload >= 0:
@@ -490,20 +489,24 @@ class Client(asyncio.Protocol):
             return
         # Keep no credentials around: only the options matter from now on.
         self.connect_opts = msgspec.structs.replace(c, user=None, password=None, auth_token=None, sig=None, jwt=None)
-        self.verbose = c.verbose
-        self.pedantic = c.pedantic
-        self.echo = c.echo
-        self.headers = c.headers and self.worker.config.headers
-        self.no_responders = c.no_responders
-        self.protocol = c.protocol
-        self.name = c.name
-        self.lang = c.lang
-        self.version = c.version
+        self._apply_options(c, self.worker.config.headers)
         self.connected = True
         self._update_fast()
         if self.verbose:
             self.out += OK
             self._mark_dirty()
+
+    def _apply_options(self, c: ConnectInfo | ConnectOptions, server_headers: bool) -> None:
+        """The CONNECT options the worker acts on (hand-off or a later CONNECT)."""
+        self.verbose = c.verbose
+        self.pedantic = c.pedantic
+        self.echo = c.echo
+        self.headers = c.headers and server_headers
+        self.no_responders = c.no_responders
+        self.protocol = c.protocol
+        self.name = c.name
+        self.lang = c.lang
+        self.version = c.version
 
     # -- delivery --------------------------------------------------------
     def may_deliver(self, subject: bytes, queue: bytes | None) -> bool:
