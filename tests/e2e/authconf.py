@@ -21,7 +21,7 @@ from typing import Any
 import bcrypt
 import nats
 import nkeys
-from rawproto import _lines, read_info, transcript
+from rawproto import _lines, read_info, read_until, transcript
 from servers import Server, running
 
 __all__ = [
@@ -185,21 +185,8 @@ class Raw:
 def wait_closed(raw: Raw, timeout: float = 5.0) -> list[str]:
     """Read until the server hangs up (or ``timeout``); server PINGs are left out."""
     raw.sock.settimeout(timeout)
-    deadline = time.monotonic() + timeout
-    buf = raw.buf
-    closed = False
-    while time.monotonic() < deadline:
-        try:
-            chunk = raw.sock.recv(65536)
-        except TimeoutError:
-            break
-        except ConnectionResetError:
-            closed = True
-            break
-        if not chunk:
-            closed = True
-            break
-        buf += chunk
+    more, closed = read_until(raw.sock, time.monotonic() + timeout)
+    buf = raw.buf + more
     raw.buf = b""
     lines = [line for line in _lines(buf) if line != "PING"]
     return [*lines, "<closed>"] if closed else lines

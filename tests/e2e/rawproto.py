@@ -44,34 +44,37 @@ def transcript(
             script = script(info)
         sock.sendall(script)
         want = script.upper().count(b"PING\r\n")
-        deadline = time.monotonic() + timeout
-        buf = b""
-        closed = False
-        pongs = 0
-        while time.monotonic() < deadline:
-            if want and pongs >= want:
-                if settle <= 0:
-                    break
-                sock.settimeout(settle)
-                settle = 0.0
-            try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                break
-            except ConnectionResetError:
-                closed = True
-                break
-            if not chunk:
-                closed = True
-                break
-            buf += chunk
-            pongs = buf.count(b"PONG\r\n")
+        buf, closed = read_until(sock, time.monotonic() + timeout, lambda b: bool(want) and b.count(b"PONG\r\n") >= want, settle)
         lines = _lines(buf)
         if closed:
             lines.append("<closed>")
         return lines
     finally:
         sock.close()
+
+
+def read_until(
+    sock: socket.socket, deadline: float, done: Callable[[bytes], bool] = lambda b: False, settle: float = 0.0
+) -> tuple[bytes, bool]:
+    """Read until ``done(buf)`` (then, with ``settle``, for that much longer),
+    the deadline, or the server closing; returns (bytes, closed)."""
+    buf = b""
+    while time.monotonic() < deadline:
+        if done(buf):
+            if settle <= 0:
+                break
+            sock.settimeout(settle)
+            settle = 0.0
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        except ConnectionResetError:
+            return buf, True
+        if not chunk:
+            return buf, True
+        buf += chunk
+    return buf, False
 
 
 def _lines(buf: bytes) -> list[str]:

@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +27,8 @@ from typing import Any
 import nats
 import psutil
 import pytest
+from crossaccount import CONF
+from monitorhttp import get_json
 from nats.aio.client import Client as NATS
 from servers import Server, free_port, running
 
@@ -42,34 +41,11 @@ EXP, IMP = "EXP", "IMP"
 TOTAL = 3000  # messages EXP streams while a worker dies
 AFTER = 200  # messages streamed once everything has reconnected
 
-CONF = """
-accounts {
-  EXP: {
-    users: [ {user: exp, password: exp} ]
-    exports: [ {stream: "a.>"}, {service: "svc.x"} ]
-  }
-  IMP: {
-    users: [ {user: imp, password: imp} ]
-    imports: [
-      {stream: {account: EXP, subject: "a.>"}, prefix: "from"}
-      {service: {account: EXP, subject: "svc.x"}, to: "x"}
-    ]
-  }
-}
-"""
 
 
 def varz(mport: int, timeout: float = 10.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{mport}/varz", timeout=5) as r:
-                doc: dict[str, Any] = json.loads(r.read())
-                return doc
-        except (ConnectionError, urllib.error.URLError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    doc: dict[str, Any] = get_json(mport, "/varz", timeout)
+    return doc
 
 
 def workers(mport: int) -> dict[int, dict[str, Any]]:

@@ -13,12 +13,9 @@ more than the 1 MiB ring holds). Loads are bounded (a few thousand messages).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,8 @@ from typing import Any
 import nats
 import psutil
 import pytest
+from crossaccount import CONF
+from monitorhttp import get_json
 from servers import Server, free_port, running
 
 from natsd.sharding import worker_for
@@ -36,38 +35,15 @@ WORKERS = 2
 E, I = worker_for("EXP", WORKERS), worker_for("IMP", WORKERS)  # noqa: E741
 N = 1000
 
-CONF = """
-accounts {
-  EXP: {
-    users: [ {user: exp, password: exp} ]
-    exports: [ {stream: "a.>"}, {service: "svc.x"} ]
-  }
-  IMP: {
-    users: [ {user: imp, password: imp} ]
-    imports: [
-      {stream: {account: EXP, subject: "a.>"}, prefix: "from"}
-      {service: {account: EXP, subject: "svc.x"}, to: "x"}
-    ]
-  }
-}
-"""
 
 NOT_EXPOSED = (
-    "/varz workers[*] does not expose the worker's Stats.router and Stats.rings "
+    "/varz workers[*] must expose the worker's Stats.router and Stats.rings "
     "(supervisor/monitor_json.py _worker_section)"
 )
 
 
 def varz_workers(mport: int, timeout: float = 10.0) -> dict[int, dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{mport}/varz", timeout=10) as r:
-                return {w["index"]: w for w in json.loads(r.read())["workers"]}
-        except (ConnectionError, urllib.error.URLError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    return {w["index"]: w for w in get_json(mport, "/varz", timeout)["workers"]}
 
 
 def router(w: dict[str, Any]) -> dict[str, int]:

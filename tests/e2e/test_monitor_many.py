@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import socket
-import time
-import urllib.error
-import urllib.request
 
 import pytest
+from monitorhttp import get_json
 from rawproto import read_info
 from servers import free_port, running
 
@@ -18,15 +15,7 @@ N = 450  # several parts of natsd.ipc.messages.STATS_PART_BYTES
 
 
 def get(port: int, path: str) -> dict:  # type: ignore[type-arg]
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-                return json.loads(r.read())  # type: ignore[no-any-return]
-        except urllib.error.HTTPError as e:
-            if e.code != 503 or time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+    return get_json(port, path, retry_503=True)  # type: ignore[no-any-return]
 
 
 def test_connz_lists_every_connection_across_stats_parts() -> None:
