@@ -343,23 +343,18 @@ class Supervisor:
         if o.pid_file:
             with open(o.pid_file, "w") as f:
                 f.write(str(os.getpid()))
+        try:
+            await self._start_monitoring()
+        except OSError as e:
+            log.critical("Can't start monitoring: can't listen to the monitor port: %s", e.strerror or e)
+            await self.shutdown()
+            return 1
+        # Monitoring is up before the first client is accepted (as in
+        # nats-server), so whoever sees INFO can also reach /healthz.
         self.loop.add_reader(self.listener.fileno(), self._on_accept)
         log.info("Listening for client connections on %s:%d", o.host, self.port)
         if self.operator is not None and o.resolver is not None and o.resolver.type == "full":
             self._tasks.add(self.loop.create_task(self.operator.watch_dir(max(o.resolver.interval, 0.5))))
-        if o.http_port:
-            self.monitor = MonitorServer(self)
-            mport = await self.monitor.start(o.http_host, o.http_port)
-            log.info("Starting http monitor on %s:%d", o.http_host, mport)
-        if o.https_port:
-            if o.tls is None:
-                log.error("https monitoring requires a tls {} block; not started")
-            else:
-                # Client-certificate settings do not apply to monitoring.
-                mctx = build_server_context(msgspec.structs.replace(o.tls, verify=False, verify_and_map=False))
-                self.https_monitor = MonitorServer(self)
-                hport = await self.https_monitor.start(o.http_host, o.https_port, ssl_ctx=mctx)
-                log.info("Starting https monitor on %s:%d", o.http_host, hport)
         log.info("Server is ready")
         code = 0
         while True:
@@ -382,6 +377,22 @@ class Supervisor:
                 break
         await self.shutdown()
         return code
+
+    async def _start_monitoring(self) -> None:
+        o = self.opts
+        if o.http_port:
+            self.monitor = MonitorServer(self)
+            mport = await self.monitor.start(o.http_host, o.http_port)
+            log.info("Starting http monitor on %s:%d", o.http_host, mport)
+        if o.https_port:
+            if o.tls is None:
+                log.error("https monitoring requires a tls {} block; not started")
+                return
+            # Client-certificate settings do not apply to monitoring.
+            mctx = build_server_context(msgspec.structs.replace(o.tls, verify=False, verify_and_map=False))
+            self.https_monitor = MonitorServer(self)
+            hport = await self.https_monitor.start(o.http_host, o.https_port, ssl_ctx=mctx)
+            log.info("Starting https monitor on %s:%d", o.http_host, hport)
 
     def reload(self) -> None:
         from supervisor.reload import apply_reload

@@ -224,3 +224,29 @@ def test_worker_restart_is_visible() -> None:
         else:
             pytest.fail(f"worker restart not reported: {v['workers']}")
         assert http_get(mport, "/healthz") == (200, {"status": "ok"})
+
+
+def test_busy_monitor_port_is_fatal_like_nats_server() -> None:
+    """A monitor port that cannot be bound stops the server before it takes
+    any client (nats-server: ``[FTL] Can't start monitoring``, exit 1)."""
+    import socket
+    import subprocess
+    import sys
+
+    from servers import nats_server_bin
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        mport = busy.getsockname()[1]
+        natsd = [sys.executable, "-m", "natsd", "--workers", "1"]
+        reference = [nats_server_bin() or "nats-server"]
+        for cmd in (natsd, reference):
+            run = subprocess.run(
+                [*cmd, "-a", "127.0.0.1", "-p", str(free_port()), "-m", str(mport)],
+                capture_output=True, text=True, timeout=30,
+            )
+            out = run.stdout + run.stderr
+            assert run.returncode == 1, out
+            assert "[FTL] Can't start monitoring: can't listen to the monitor port" in out, out
+            assert "Listening for client connections" not in out, out
