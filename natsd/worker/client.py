@@ -437,6 +437,23 @@ class Client(asyncio.Protocol):
             self.out += OK
             self._mark_dirty()
 
+    def apply_permissions(self, perms: CompiledPermissions | None) -> None:
+        """New permissions on a live connection (config reload, JWT update).
+
+        As nats-server does on reload, a subscription the new permissions do
+        not allow is removed and the client told which (``(sid "N")``); the
+        rest are re-classified for the delivery filter."""
+        self.perms = perms
+        self._update_fast()
+        for sub in list(self.subs.values()):
+            if perms is not None and not perms.can_subscribe(sub.subject, sub.queue):
+                self._remove_sub(sub)
+                self._send_err(E.sub_violation(sub.subject, sid=sub.sid))
+                log.info("cid:%d - Removed sub %s (sid %s): not authorized", self.cid,
+                         E.go_quote(sub.subject), E.go_quote(sub.sid))
+            else:
+                sub.filtered = perms is not None and perms.needs_delivery_filter(sub.subject, sub.queue)
+
     def _remove_sub(self, sub: Sub) -> None:
         if self.subs.get(sub.sid) is sub:
             del self.subs[sub.sid]

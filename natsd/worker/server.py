@@ -406,10 +406,8 @@ class Worker:
             if msg.client_id is not None and c.cid != msg.client_id:
                 continue
             if c.account.name == msg.account and c.user == msg.user:
-                c.perms = CompiledPermissions.build(msg.permissions)
-                c._update_fast()
-                for sub in c.subs.values():
-                    sub.filtered = c.perms is not None and c.perms.needs_delivery_filter(sub.subject, sub.queue)
+                c.apply_permissions(CompiledPermissions.build(msg.permissions))
+        self.flush()
 
     def _lame_duck(self, msg: M.LameDuck) -> None:
         self.lame_duck = True

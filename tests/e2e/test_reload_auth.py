@@ -112,15 +112,13 @@ def test_unaffected_connection_keeps_working(reloaded) -> None:  # type: ignore[
 
 
 def test_new_permissions_apply_to_live_connection(reloaded) -> None:  # type: ignore[no-untyped-def]
-    server, conns = reloaded
+    _server, conns = reloaded
     perm = conns["perm"]
-    got = perm.sync(b"PUB a.x 1\r\nx\r\n")
-    if server.kind == "nats-server":
-        # nats-server drops the now-forbidden SUB a.x at reload and says so; natsd keeps
-        # it and filters its deliveries (see the natsd-only test below).
-        assert got[0] == "-ERR 'Permissions Violation for Subscription to \"a.x\" (sid \"1\")'"
-        got = got[1:]
-    assert got == ["-ERR 'Permissions Violation for Publish to \"a.x\"'"]
+    # Both servers drop the now-forbidden SUB a.x at reload and say which one.
+    assert perm.sync(b"PUB a.x 1\r\nx\r\n") == [
+        "-ERR 'Permissions Violation for Subscription to \"a.x\" (sid \"1\")'",
+        "-ERR 'Permissions Violation for Publish to \"a.x\"'",
+    ]
     assert perm.sync(b"SUB b.y 2\r\nPUB b.y 1\r\ny\r\n") == ["MSG b.y 2 1", "y"]
     assert perm.sync(b"SUB a.z 3\r\n") == ["-ERR 'Permissions Violation for Subscription to \"a.z\"'"]
 
@@ -137,22 +135,26 @@ def test_logins_follow_the_new_config(reloaded) -> None:  # type: ignore[no-unty
     assert transcript(server.port, login("mover", "mover-pw") + b"PING\r\n") == ok
 
 
-def test_existing_subscription_no_longer_allowed_stops_receiving_natsd(tmp_path: Path) -> None:
-    """natsd keeps the subscription but its delivery filter drops what is no longer allowed.
-
-    (nats-server removes such subscriptions on reload instead; either way, nothing
-    on the old subject reaches the client.)
-    """
+@pytest.mark.parametrize("kind", ["natsd", "nats-server"])
+def test_existing_subscription_no_longer_allowed_is_removed(kind: str, tmp_path: Path) -> None:
+    """A wildcard SUB the new permissions no longer allow is removed with an
+    -ERR naming its sid; one still allowed keeps receiving; nothing on the old
+    subjects reaches the client afterwards."""
     conf = tmp_path / "r.conf"
     conf.write_text(BEFORE)
-    with running("natsd", config=str(conf)) as server:
+    with running(kind, config=str(conf)) as server:
         perm = Raw(server.port, login("perm", "perm-pw"))
-        assert perm.sync(b"SUB a.> 1\r\n") == []
-        reload(server, conf, AFTER.replace('publish: "b.>"', 'publish: ">"'))
-        assert perm.sync(b"PUB a.x 1\r\nx\r\n") == []
+        assert perm.sync(b"SUB a.> 1\r\nSUB a.b 2\r\n") == []
+        after = AFTER.replace('publish: "b.>", subscribe: "b.>"', 'publish: ">", subscribe: ["b.>", "a.b"]')
+        reload(server, conf, after)
+        assert perm.sync() == ["-ERR 'Permissions Violation for Subscription to \"a.>\" (sid \"1\")'"]
         keep = Raw(server.port, login("keep", "keep-pw"))
-        assert keep.sync(b"PUB a.y 1\r\ny\r\n") == []
-        assert perm.sync() == []
+        assert keep.sync(b"PUB a.y 1\r\ny\r\nPUB a.b 1\r\nb\r\n") == []
+        assert perm.sync() == ["MSG a.b 2 1", "b"]
+        # The removed sid is gone: UNSUB of it is a no-op, a new SUB a.> is refused.
+        assert perm.sync(b"UNSUB 1\r\nSUB a.> 3\r\n") == [
+            "-ERR 'Permissions Violation for Subscription to \"a.>\"'"
+        ]
         perm.close()
         keep.close()
 
