@@ -178,3 +178,50 @@ def test_service_import_no_responders(layout: tuple[Server, int]) -> None:
         await imp.close()
 
     run(main())
+
+
+def test_importer_queue_group_is_not_the_exporters(layout: tuple[Server, int]) -> None:
+    """A queue group of the same name in exporter and importer.
+
+    nats-server puts the importer's queue subscriber into the exporter's
+    group (its shadow subscription keeps the queue name), so an importing
+    tenant can take work from the exporter's own queue workers just by
+    picking the same name. natsd keeps queue groups per account: each
+    group gets every message once (docs/security.md).
+    """
+    server, workers = layout
+    n = 60
+
+    async def main() -> dict[str, int]:
+        exp = await nats.connect(url(server, "exp"))
+        imp = await nats.connect(url(server, "imp"))
+        got = {"exp": 0, "imp": 0}
+
+        def counter(key: str):  # type: ignore[no-untyped-def]
+            async def cb(_msg) -> None:  # type: ignore[no-untyped-def]
+                got[key] += 1
+            return cb
+
+        await exp.subscribe("priv.job", queue="workers", cb=counter("exp"))
+        await imp.subscribe("priv.job", queue="workers", cb=counter("imp"))
+        await exp.flush()
+        await imp.flush()
+        await asyncio.sleep(0.2)  # interest crosses workers asynchronously
+        for _ in range(n):
+            await exp.publish("priv.job", b"j")
+        await exp.flush()
+        deadline = asyncio.get_running_loop().time() + 5
+        while got["exp"] + got["imp"] < (n if not workers else 2 * n):
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+        for nc in (exp, imp):
+            await nc.close()
+        return got
+
+    got = asyncio.run(asyncio.wait_for(main(), 30))
+    if workers:
+        assert got == {"exp": n, "imp": n}
+    else:
+        assert got["exp"] + got["imp"] == n and got["imp"] > 0, got
