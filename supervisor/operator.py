@@ -311,7 +311,18 @@ class OperatorMode:
                 raise _DeleteRefused(claims.iss, err)
             deleted += 1
             self.routes.pop(acc, None)
+            self.applied.pop(acc, None)
+            self._expire_connections(acc)
         return deleted
+
+    def _expire_connections(self, account: str) -> None:
+        """A deleted account's live clients are closed the way nats-server
+        closes them (it expires the account): ``Account Authentication Expired``."""
+        sup = self.sup
+        for cid, entry in sorted(sup.clients.items()):
+            if entry.account == account:
+                log.info("cid:%d - closing: account %s deleted", cid, account)
+                sup.arbiter.send(entry.worker, M.Disconnect(client_id=cid, error=E.ERR_ACCOUNT_EXPIRED))
 
     def apply(self, account: str, claims: AccountClaims, old: AccountClaims | None) -> None:
         """Re-evaluate every live connection of ``account`` after an update:

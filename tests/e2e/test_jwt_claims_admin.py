@@ -106,3 +106,37 @@ def test_claims_admin_replies_match_nats_server(tmp_path: Path) -> None:
         with running(kind, config=conf(d)) as server:
             results[kind] = session(server.port, requests)
     assert results["natsd"] == results["nats-server"]
+
+
+def test_deleted_account_closes_its_live_clients(tmp_path: Path) -> None:
+    """CLAIMS.DELETE of an account with a connected user: nats-server expires
+    the account, so the user gets `Account Authentication Expired` and is
+    closed; logging in again is refused."""
+    from jwtraw import Raw, creds
+
+    a_key = EXPECTED["accounts"]["A"]["public"]
+    a_jwt = (FIX / EXPECTED["accounts"]["A"]["jwt"]).read_bytes().strip()
+    jwt, seed = creds("users/A/alice.creds")
+    for kind in ("natsd", "nats-server"):
+        d = tmp_path / kind
+        d.mkdir()
+        with running(kind, config=conf(d)) as server:
+            assert session(server.port, [(b"$SYS.REQ.CLAIMS.UPDATE", a_jwt)])[0]["data"]["code"] == 200
+            alice = Raw(server.port)
+            try:
+                assert alice.connect(jwt, seed) == "ok", kind
+                deleted = session(server.port, [(b"$SYS.REQ.CLAIMS.DELETE", generic([a_key], "operator/O.nk"))])
+                assert deleted[0]["data"] == {"code": 200, "message": "deleted 1 accounts"}, kind
+                alice.sock.settimeout(5)
+                line = alice.line()
+                while line.startswith("INFO") or line == "PING":
+                    line = alice.line()
+                assert line == "-ERR 'Account Authentication Expired'", kind
+                assert alice.closed(), kind
+            finally:
+                alice.close()
+            again = Raw(server.port)
+            try:
+                assert again.connect(jwt, seed) == "-ERR 'Authorization Violation'", kind
+            finally:
+                again.close()

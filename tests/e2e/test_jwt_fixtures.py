@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import nats
 import nkeys
 import pytest
+from jwtraw import Raw, b64url, creds
 from servers import SHARED, Server, running
 
 pytestmark = pytest.mark.e2e
@@ -28,61 +28,6 @@ FIX = SHARED / "fixtures" / "jwt"
 if not (FIX / "expected.json").exists():
     pytest.skip("shared JWT fixtures not present beside the repo", allow_module_level=True)
 EXPECTED: dict[str, Any] = json.loads((FIX / "expected.json").read_text())
-
-
-def creds(rel: str) -> tuple[str, str]:
-    from natsd.auth.jwt import parse_creds
-
-    return parse_creds((FIX / rel).read_text())
-
-
-def b64url(b: bytes) -> str:
-    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-
-
-class Raw:
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.buf = b""
-        line = self.line()
-        assert line.startswith("INFO ")
-        self.info = json.loads(line[5:])
-
-    def line(self) -> str:
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line.decode()
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def connect(self, jwt: str | None, seed: str | None, *, std_b64: bool = False) -> str:
-        opts: dict[str, Any] = {"verbose": False, "pedantic": False, "protocol": 1, "headers": True}
-        if jwt:
-            opts["jwt"] = jwt
-        if seed:
-            sig = nkeys.from_seed(seed.encode()).sign(self.info["nonce"].encode())
-            opts["sig"] = base64.b64encode(sig).decode() if std_b64 else b64url(sig)
-        self.send(b"CONNECT " + json.dumps(opts).encode() + b"\r\nPING\r\n")
-        first = self.line()
-        return "ok" if first == "PONG" else first
-
-    def closed(self) -> bool:
-        self.sock.settimeout(3)
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-        except (TimeoutError, ConnectionResetError):
-            return False
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture(scope="module")
