@@ -222,8 +222,7 @@ class Supervisor:
     def account_conn_limit(self, account: str) -> int:
         """The account's connection limit (-1 = unlimited; 0 admits nobody)."""
         if self.operator is not None:
-            info = self.operator.authn.account_info(account, time.time())
-            return info.max_connections if info is not None else -1
+            return self.operator.authn.max_connections(account)
         for acc in self.opts.accounts:
             if acc.name == account:
                 return acc.max_connections

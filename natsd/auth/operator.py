@@ -389,6 +389,12 @@ class JwtAuthenticator:
             _activation_revoked,
         )
 
+    def max_connections(self, pubkey: str) -> int:
+        """The account's ``conn`` limit (-1: unlimited, or no usable account);
+        from the cached verified claims, so a CONNECT costs no import checks."""
+        found = self._account(pubkey)
+        return -1 if isinstance(found, str) else found[0].nats.limits.conn
+
     def account_info(self, pubkey: str, now: float) -> AccountInfo | None:
         """What the server needs to install an account; None if unusable."""
         found = self._account(pubkey)

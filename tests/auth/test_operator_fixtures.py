@@ -151,6 +151,10 @@ def test_account_info_imports_and_limits() -> None:
     assert f is not None and f.max_connections == 0
     for unusable in ("E", "W"):
         assert auth.account_info(e[unusable]["public"], NOW) is None
+    # The connection limit read on every CONNECT agrees with the full info.
+    assert auth.max_connections(e["B"]["public"]) == -1
+    assert auth.max_connections(e["F"]["public"]) == 0
+    assert auth.max_connections("A" + "B" * 55) == -1  # unknown account
 
 
 def test_live_revocation_decision() -> None:
