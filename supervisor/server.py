@@ -142,6 +142,8 @@ class Supervisor:
             trace=o.trace,
             logtime=o.logtime,
             log_file=o.log_file,
+            syslog=o.syslog,
+            remote_syslog=o.remote_syslog,
             lame_duck_duration=o.lame_duck_duration,
             lame_duck_grace_period=o.lame_duck_grace_period,
             info=self.info,
@@ -444,7 +446,20 @@ class Supervisor:
 def run(opts: Options, argv: list[str] | None = None) -> int:
     import uvloop
 
-    natslog.setup(debug=opts.debug, trace=opts.trace, logtime=opts.logtime, log_file=opts.log_file)
+    try:
+        natslog.setup(
+            debug=opts.debug,
+            trace=opts.trace,
+            logtime=opts.logtime,
+            log_file=opts.log_file,
+            syslog=opts.syslog,
+            remote_syslog=opts.remote_syslog,
+        )
+    except OSError as e:
+        natslog.setup(logtime=opts.logtime)
+        target = "log file" if opts.log_file else "syslog"
+        log.critical("error connecting to %s: %s", target, e.strerror or e)
+        return 1
 
     async def amain() -> int:
         try:

@@ -57,6 +57,7 @@ class Cli(msgspec.Struct, frozen=True, kw_only=True):
     log_file: str | None = None
     logtime: bool | None = None
     syslog: bool | None = None
+    remote_syslog: str | None = None
     debug: bool | None = None
     trace: bool | None = None
     jetstream: bool | None = None
@@ -95,6 +96,7 @@ _flag("client_advertise", "str", "client_advertise")
 _flag("log_file", "str", "l", "log")
 _flag("logtime", "bool", "T", "logtime")
 _flag("syslog", "bool", "s", "syslog")
+_flag("remote_syslog", "str", "r", "remote_syslog")
 _flag("debug", "bool", "D", "debug")
 _flag("trace", "bool", "V", "trace")
 _flag("DV", "bool", "DV")
@@ -116,7 +118,7 @@ _flag("version", "bool", "v", "version")
 for _n in ("logtime_utc",):
     _flag(_n, "ignored-bool", _n)
 for _n in (
-    "r", "remote_syslog", "log_size_limit", "max_traced_msg_len", "ports_file_dir",
+    "log_size_limit", "max_traced_msg_len", "ports_file_dir",
     "routes", "cluster", "cluster_name", "no_advertise", "cluster_advertise",
     "connect_retries", "cluster_listen", "profile",
 ):  # fmt: skip

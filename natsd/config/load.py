@@ -30,6 +30,7 @@ from typing import Any
 
 import msgspec
 
+from natsd import log as natslog
 from natsd.config import options_accounts, options_auth, options_server
 from natsd.config.cli import Cli, parse_args
 from natsd.config.convert import (
@@ -90,6 +91,7 @@ _TOP = aliases(
         "logtime": [],
         "log_file": ["logfile"],
         "syslog": [],
+        "remote_syslog": [],
         "pid_file": [],
         "workers": [],
         # nats-server features natsd does not have yet: warned about.
@@ -106,7 +108,7 @@ _TOP = aliases(
         "log_size_limit": [],
         "log_max_num": [],
         "max_traced_msg_len": [],
-        "remote_syslog": ["syslog_name"],
+        "syslog_name": [],
         "connect_error_reports": [],
         "reconnect_error_reports": [],
         "disable_sublist_cache": ["no_sublist_cache"],
@@ -130,6 +132,7 @@ _STRINGS = {
     "system_account",
     "log_file",
     "pid_file",
+    "remote_syslog",
 }
 _INTS = {"port", "ping_max", "max_sub_tokens", "workers", "max_connections", "max_subscriptions"}
 _SIZES = {"max_payload", "max_control_line", "max_pending"}
@@ -268,7 +271,7 @@ def _section(ctx: Ctx, kw: dict[str, Any], key: str, node: Node, config_dir: str
 def _apply_cli(ctx: Ctx, kw: dict[str, Any], cli: Cli) -> None:
     """Flags override whatever the file said."""
     for name in ("port", "host", "server_name", "client_advertise", "pid_file", "http_port",
-                 "https_port", "log_file", "logtime", "syslog", "debug", "trace", "workers"):  # fmt: skip
+                 "https_port", "log_file", "logtime", "syslog", "remote_syslog", "debug", "trace", "workers"):  # fmt: skip
         if (v := getattr(cli, name)) is not None:
             kw[name] = v
     js = kw.get("jetstream", JetStreamOptions())
@@ -336,6 +339,11 @@ def _finish(ctx: Ctx, kw: dict[str, Any], where: dict[str, Pos]) -> Options | No
                 here("max_payload" if "max_payload" in where else "max_pending"),
                 f"max_payload ({p}) cannot be higher than max_pending ({q})",
             )
+    if kw.get("remote_syslog"):
+        try:
+            natslog.syslog_address(kw["remote_syslog"])
+        except ValueError as e:
+            ctx.err(here("remote_syslog"), str(e))
     if kw.get("workers", 0) < 0:
         ctx.err(here("workers"), "workers must be >= 0 (0 = one per CPU)")
     js = kw.get("jetstream")

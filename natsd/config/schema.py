@@ -210,6 +210,7 @@ class Options(_Frozen, frozen=True, kw_only=True, forbid_unknown_fields=True):
     logtime: bool = True
     log_file: str | None = None
     syslog: bool = False
+    remote_syslog: str | None = None  # udp://host:port, tcp://host:port, unix:///path
     pid_file: str | None = None
     config_file: str | None = None
     # -- features parsed for later issues; loader warns when set

@@ -67,6 +67,8 @@ class WorkerConfig(msgspec.Struct, frozen=True, kw_only=True):
     trace: bool = False
     logtime: bool = True
     log_file: str | None = None
+    syslog: bool = False
+    remote_syslog: str | None = None
     lame_duck_duration: float = 120.0
     lame_duck_grace_period: float = 10.0
     # INFO fields shared by every client (server_id, version, ...); the worker

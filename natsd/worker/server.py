@@ -121,7 +121,20 @@ class Worker:
             return
         cfg = msg.config
         self.config = cfg
-        natslog.setup(debug=cfg.debug, trace=cfg.trace, logtime=cfg.logtime, log_file=cfg.log_file)
+        try:
+            natslog.setup(
+                debug=cfg.debug,
+                trace=cfg.trace,
+                logtime=cfg.logtime,
+                log_file=cfg.log_file,
+                syslog=cfg.syslog,
+                remote_syslog=cfg.remote_syslog,
+            )
+        except OSError as e:
+            # The supervisor opened the same destination a moment ago; keep
+            # serving and say where this worker's lines went instead.
+            natslog.setup(debug=cfg.debug, trace=cfg.trace, logtime=cfg.logtime)
+            log.error("worker %d: cannot open the log destination (%s); logging to stderr", cfg.worker_id, e)
         self.router = Router(cfg.worker_id, cfg.workers, self._ring_send)
         self.router.accounts_of = self.account
         self.router.configure(cfg.accounts)

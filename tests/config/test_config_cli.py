@@ -53,6 +53,9 @@ def test_logging_flags(argv: list[str], debug: bool | None, trace: bool | None) 
         (["--pass", "p"], "password", "p"), (["--auth", "t"], "token", "t"),
         (["--tlsverify"], "tls_verify", True), (["--tlscacert", "ca.pem"], "tls_ca_cert", "ca.pem"),
         (["--client_advertise", "h:1"], "client_advertise", "h:1"), (["--workers", "3"], "workers", 3),
+        (["-s"], "syslog", True), (["--syslog"], "syslog", True),
+        (["-r", "udp://h:514"], "remote_syslog", "udp://h:514"),
+        (["--remote_syslog=tcp://h:1"], "remote_syslog", "tcp://h:1"),
     ],
 )  # fmt: skip
 def test_flag_fields(argv: list[str], field: str, value: object) -> None:
@@ -128,3 +131,29 @@ def test_no_config_gives_schema_defaults() -> None:
 
     cli, opts, warnings = load([], env={})
     assert cli.action == "run" and opts == Options() and warnings == []
+
+
+def test_remote_syslog_from_file_and_flag(tmp_path: Path) -> None:
+    conf = tmp_path / "s.conf"
+    conf.write_text('syslog: true\nremote_syslog: "udp://10.0.0.1:5514"\n')
+    _cli, opts, _w = load(["-c", str(conf)])
+    assert (opts.syslog, opts.remote_syslog) == (True, "udp://10.0.0.1:5514")
+    _cli, opts, _w = load(["-c", str(conf), "-r", "unix:///dev/log"])
+    assert opts.remote_syslog == "unix:///dev/log"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://h:514", 'invalid network type "http"'),
+        ("udp://:514", "has no host"),
+        ("tcp://h:99999", "invalid remote_syslog URL"),
+        ("unix://", "has no socket path"),
+    ],
+)
+def test_bad_remote_syslog_is_a_config_error_at_its_line(tmp_path: Path, url: str, message: str) -> None:
+    conf = tmp_path / "bad.conf"
+    conf.write_text(f'port: 4222\nremote_syslog: "{url}"\n')
+    with pytest.raises(ConfigErrors) as ei:
+        load(["-c", str(conf)])
+    assert f"{conf}:2:" in str(ei.value) and message in str(ei.value)
