@@ -457,8 +457,10 @@ def run(opts: Options, argv: list[str] | None = None) -> int:
         )
     except OSError as e:
         natslog.setup(logtime=opts.logtime)
-        target = "log file" if opts.log_file else "syslog"
-        log.critical("error connecting to %s: %s", target, e.strerror or e)
+        if opts.log_file:  # nats-server's wording for each
+            log.critical("error opening file: %s", e)
+        else:
+            log.critical("error connecting to syslog: %s", e.strerror or e)
         return 1
 
     async def amain() -> int:

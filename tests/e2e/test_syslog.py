@@ -1,4 +1,5 @@
-"""Logging to syslog (``-r``/``remote_syslog``, ``-s``), natsd beside nats-server."""
+"""Log destinations: syslog (``-r``/``remote_syslog``, ``-s``) and a log file
+that cannot be opened, natsd beside nats-server."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from servers import free_port, nats_server_bin
@@ -64,3 +66,13 @@ def test_syslog_without_a_local_daemon_is_fatal(kind: str) -> None:
     )  # fmt: skip
     assert run.returncode == 1
     assert b"error connecting to syslog" in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("kind", ["natsd", "nats-server"])
+def test_unopenable_log_file_is_fatal(kind: str, tmp_path: Path) -> None:
+    run = subprocess.run(
+        [*commands()[kind], "-a", "127.0.0.1", "-p", str(free_port()), "-l", str(tmp_path / "no" / "such.log")],
+        capture_output=True, timeout=30,
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert b"error opening file: " in run.stdout + run.stderr
