@@ -128,103 +128,25 @@ def response(
     return head if head_only else head + body
 
 
-class MonitorServer:
+class Snapshots:
+    """Where monitoring documents get their data: one per supervisor, shared
+    by the http and https listeners and the system-account API, so that
+    concurrent requests of every kind share one in-flight worker gather."""
+
     def __init__(self, sup: Supervisor, *, stats_timeout: float = STATS_TIMEOUT) -> None:
         self.sup = sup
         self.stats_timeout = stats_timeout
+        # Keys come only from fixed route tables, so this map is bounded.
         self.req_stats: dict[str, int] = {}
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
         self._inflight: asyncio.Task[list[M.Stats]] | None = None
         self._procs: dict[int, psutil.Process] = {}
 
-    async def start(self, host: str, port: int, ssl_ctx: ssl.SSLContext | None = None) -> int:
-        """Listen on ``host:port`` (``-1`` or ``0``: a random port); returns the bound port."""
-        self._server = await asyncio.start_server(
-            self._handle, host, 0 if port < 0 else port, limit=MAX_REQUEST, ssl=ssl_ctx, backlog=128
-        )
-        sock = self._server.sockets[0]
-        return int(sock.getsockname()[1])
+    def count(self, path: str) -> None:
+        self.req_stats[path] = self.req_stats.get(path, 0) + 1
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for w in list(self._writers):
-            w.close()
-        self._writers.clear()
         if self._inflight is not None:
             self._inflight.cancel()
-
-    # -- connection ------------------------------------------------------
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._writers) >= MAX_CONNECTIONS:
-            writer.close()
-            return
-        self._writers.add(writer)
-        try:
-            out = await self._read_and_answer(reader)
-            if out:
-                writer.write(out)
-                await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
-        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
-            pass  # the peer went away or stalled: nothing to answer
-        finally:
-            self._writers.discard(writer)
-            writer.close()
-
-    async def _read_and_answer(self, reader: asyncio.StreamReader) -> bytes:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT)
-        except asyncio.LimitOverrunError:
-            return response(431, "text/plain; charset=utf-8", b"request header too large\n")
-        except asyncio.IncompleteReadError as e:
-            if len(e.partial) >= MAX_REQUEST:
-                return response(431, "text/plain; charset=utf-8", b"request header too large\n")
-            return b""
-        parts = head.split(b"\r\n", 1)[0].split(b" ")
-        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-            return response(400, "text/plain; charset=utf-8", b"bad request\n")
-        method, target = parts[0], parts[1].decode("latin-1")
-        if method not in (b"GET", b"HEAD"):
-            return response(405, "text/plain; charset=utf-8", b"method not allowed\n")
-        status, ctype, body, cors = await self.answer(target)
-        return response(status, ctype, body, head_only=method == b"HEAD", cors=cors)
-
-    async def answer(self, target: str) -> tuple[int, str, bytes, bool]:
-        """Status, content type, body and CORS flag for one request target."""
-        url = urlsplit(target)
-        path = url.path.rstrip("/") or "/"
-        if path == "/":
-            self._count(path)
-            return (
-                200,
-                "text/html; charset=utf-8",
-                index_html(str(self.sup.info.get("version", ""))).encode(),
-                False,
-            )
-        route = ROUTES.get(path)
-        if route is None:
-            return 404, "text/plain; charset=utf-8", b"404 page not found\n", False
-        self._count(path)
-        needs_stats, build = route
-        query = parse_qs(url.query, keep_blank_values=True)
-        try:
-            snap = await self.snapshot(with_stats=needs_stats)
-            status, doc = build(snap, query)
-        except BadRequest as e:
-            return 400, "text/plain; charset=utf-8", str(e).encode(), False
-        except Exception:
-            # A bug in a builder must not take the supervisor down; it is
-            # logged with its traceback and the scraper sees a 500.
-            log.exception("monitor: %s failed", path)
-            return 500, "text/plain; charset=utf-8", b"internal error\n", False
-        body = json.dumps(doc, indent=2, ensure_ascii=False).encode()
-        return status, "application/json", body, True
-
-    def _count(self, path: str) -> None:
-        # Keys come only from the fixed route table, so this map is bounded.
-        self.req_stats[path] = self.req_stats.get(path, 0) + 1
 
     # -- data ------------------------------------------------------------
     async def _stats(self) -> list[M.Stats]:
@@ -285,4 +207,108 @@ class MonitorServer:
             cpu=cpu,
             cores=os.cpu_count() or 1,
             http_req_stats=dict(self.req_stats),
+            system_api=sup.sysapi.counters(),
         )
+
+
+class MonitorServer:
+    def __init__(
+        self, sup: Supervisor, *, stats_timeout: float = STATS_TIMEOUT, snapshots: Snapshots | None = None
+    ) -> None:
+        self.sup = sup
+        self._own_snapshots = snapshots is None
+        self.snapshots = snapshots or Snapshots(sup, stats_timeout=stats_timeout)
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def req_stats(self) -> dict[str, int]:
+        return self.snapshots.req_stats
+
+    async def start(self, host: str, port: int, ssl_ctx: ssl.SSLContext | None = None) -> int:
+        """Listen on ``host:port`` (``-1`` or ``0``: a random port); returns the bound port."""
+        self._server = await asyncio.start_server(
+            self._handle, host, 0 if port < 0 else port, limit=MAX_REQUEST, ssl=ssl_ctx, backlog=128
+        )
+        sock = self._server.sockets[0]
+        return int(sock.getsockname()[1])
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        if self._own_snapshots:
+            self.snapshots.close()
+        for w in list(self._writers):
+            w.close()
+        self._writers.clear()
+
+    # -- connection ------------------------------------------------------
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._writers) >= MAX_CONNECTIONS:
+            writer.close()
+            return
+        self._writers.add(writer)
+        try:
+            out = await self._read_and_answer(reader)
+            if out:
+                writer.write(out)
+                await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
+        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
+            pass  # the peer went away or stalled: nothing to answer
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def _read_and_answer(self, reader: asyncio.StreamReader) -> bytes:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT)
+        except asyncio.LimitOverrunError:
+            return response(431, "text/plain; charset=utf-8", b"request header too large\n")
+        except asyncio.IncompleteReadError as e:
+            if len(e.partial) >= MAX_REQUEST:
+                return response(431, "text/plain; charset=utf-8", b"request header too large\n")
+            return b""
+        parts = head.split(b"\r\n", 1)[0].split(b" ")
+        if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+            return response(400, "text/plain; charset=utf-8", b"bad request\n")
+        method, target = parts[0], parts[1].decode("latin-1")
+        if method not in (b"GET", b"HEAD"):
+            return response(405, "text/plain; charset=utf-8", b"method not allowed\n")
+        status, ctype, body, cors = await self.answer(target)
+        return response(status, ctype, body, head_only=method == b"HEAD", cors=cors)
+
+    async def answer(self, target: str) -> tuple[int, str, bytes, bool]:
+        """Status, content type, body and CORS flag for one request target."""
+        url = urlsplit(target)
+        path = url.path.rstrip("/") or "/"
+        if path == "/":
+            self.snapshots.count(path)
+            return (
+                200,
+                "text/html; charset=utf-8",
+                index_html(str(self.sup.info.get("version", ""))).encode(),
+                False,
+            )
+        route = ROUTES.get(path)
+        if route is None:
+            return 404, "text/plain; charset=utf-8", b"404 page not found\n", False
+        self.snapshots.count(path)
+        needs_stats, build = route
+        query = parse_qs(url.query, keep_blank_values=True)
+        try:
+            snap = await self.snapshots.snapshot(with_stats=needs_stats)
+            status, doc = build(snap, query)
+        except BadRequest as e:
+            return 400, "text/plain; charset=utf-8", str(e).encode(), False
+        except Exception:
+            # A bug in a builder must not take the supervisor down; it is
+            # logged with its traceback and the scraper sees a 500.
+            log.exception("monitor: %s failed", path)
+            return 500, "text/plain; charset=utf-8", b"internal error\n", False
+        body = json.dumps(doc, indent=2, ensure_ascii=False).encode()
+        return status, "application/json", body, True
+
+    def _count(self, path: str) -> None:
+        # Keys come only from the fixed route table, so this map is bounded.
+        self.req_stats[path] = self.req_stats.get(path, 0) + 1

@@ -85,6 +85,7 @@ class Snapshot:
     cpu: float = 0.0
     cores: int = 1
     http_req_stats: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    system_api: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def conns(self) -> list[M.ConnStats]:
         return [c for s in self.stats for c in s.connections]
@@ -221,7 +222,37 @@ def varz(snap: Snapshot) -> dict[str, Any]:
     v["disk_io_wait_stats"] = {"waiters": 0, "waits": 0, "wait_time": 0, "max_wait_time": 0}
     v["lame_duck_mode"] = snap.lame_duck
     v["workers"] = _worker_section(snap)
+    v["system_api"] = dict(snap.system_api)  # $SYS.REQ requests answered / dropped
     return v
+
+
+# --- STATSZ (system account) ------------------------------------------------
+
+
+def statsz(snap: Snapshot) -> dict[str, Any]:
+    """The ``statsz`` body of ``$SYS.REQ.SERVER.PING[.STATSZ]``: varz's
+    counters in nats-server's ServerStats shape (one server, no routes)."""
+    v = varz(snap)
+    sent = {"msgs": v["out_msgs"], "bytes": v["out_bytes"]}
+    received = {"msgs": v["in_msgs"], "bytes": v["in_bytes"]}
+    return {
+        "start": v["start"],
+        "mem": v["mem"],
+        "cores": v["cores"],
+        "cpu": v["cpu"],
+        "connections": v["connections"],
+        "total_connections": v["total_connections"],
+        "active_accounts": len(account_summaries(snap.stats)),
+        "subscriptions": v["subscriptions"],
+        "sent": sent,
+        "sent_to_clients": dict(sent),
+        "received": received,
+        "received_from_clients": dict(received),
+        "slow_consumers": v["slow_consumers"],
+        "active_servers": 1,
+        "gomaxprocs": v["gomaxprocs"],
+        "workers": len(snap.workers),
+    }
 
 
 # --- /connz -----------------------------------------------------------------

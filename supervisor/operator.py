@@ -45,7 +45,7 @@ from natsd.auth.resolver import (
     claims_update_reply,
     process_claims_update,
 )
-from natsd.auth.sysreq import CLAIMS_DELETE, CLAIMS_LIST, GENERIC_UPDATE, SERVER_PING
+from natsd.auth.sysreq import CLAIMS_DELETE, CLAIMS_LIST, GENERIC_UPDATE
 from natsd.auth.sysreq import LOOKUP as _LOOKUP
 from natsd.auth.sysreq import UPDATE as _UPDATE
 from natsd.config import schema
@@ -191,18 +191,22 @@ class OperatorMode:
     def system_account(self) -> str | None:
         return self.authn.system_account
 
+    def name_tags(self, account: str, user_jwt: str | None) -> tuple[str, str]:
+        """The ``name`` claims of ``account``'s JWT and of ``user_jwt``."""
+        from natsd.auth.jwt import JwtError, decode
+
+        claims = self.authn.account_claims(account)
+        account_name = claims.name if claims is not None and claims.name else account
+        user_name = ""
+        if user_jwt:
+            try:
+                user_name = decode(user_jwt).name or ""
+            except JwtError:
+                pass
+        return account_name, user_name
+
     def _server_info(self) -> dict[str, Any]:
-        sup = self.sup
-        return {
-            "name": sup.opts.server_name or sup.server_id,
-            "host": sup.opts.host,
-            "id": sup.server_id,
-            "ver": sup.info.get("version", ""),
-            "jetstream": False,
-            "flags": 0,
-            "seq": 0,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime()),
-        }
+        return self.sup.sysapi.server_info()
 
     def handle(self, req: M.SysRequest) -> None:
         if req.account != self.system_account:
@@ -213,8 +217,6 @@ class OperatorMode:
         if m is not None:
             acc = m.group(1).decode()
             reply_body = claims_lookup_reply(self.authn.resolver, acc)  # type: ignore[arg-type]
-        elif subject == SERVER_PING:
-            reply_body = self._statsz()
         elif subject == CLAIMS_LIST:
             keys = self.authn.resolver.keys()  # type: ignore[attr-defined]
             reply_body = msgspec.json.encode({"server": self._server_info(), "data": keys})
@@ -357,22 +359,6 @@ class OperatorMode:
             for cid, entry in survivors[limit:]:
                 log.info("cid:%d - closing: account %s connection limit lowered to %d", cid, account, limit)
                 sup.arbiter.send(entry.worker, M.Disconnect(client_id=cid, error=E.ERR_MAX_ACCOUNT_CONNS))
-
-    def _statsz(self) -> bytes:
-        import msgspec
-
-        sup = self.sup
-        body = {
-            "server": self._server_info(),
-            "statsz": {
-                "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sup.start_time)),
-                "connections": len(sup.clients),
-                "total_connections": sup.total_connections,
-                "active_accounts": len(sup.account_conns),
-                "workers": sup.workers,
-            },
-        }
-        return msgspec.json.encode(body)
 
 
 def _subject_of(token: str) -> str | None:

@@ -36,15 +36,17 @@ from natsd import __version__
 from natsd import log as natslog
 from natsd.auth.authenticate import AuthConfig
 from natsd.auth.operator import OperatorConfigError
+from natsd.auth.sysreq import is_claims_request
 from natsd.config.schema import Account, Options, Permissions
 from natsd.ipc import messages as M
 from natsd.ipc.ring import create_ring_spec
 from supervisor.acceptor import Handshake
 from supervisor.arbiter import Arbiter, HaltServer, WorkerSlot
 from supervisor.info import COMPAT_VERSION, base_info, new_server_id
-from supervisor.monitor import MonitorServer
+from supervisor.monitor import MonitorServer, Snapshots
 from supervisor.operator import OperatorMode, build_authenticator
 from supervisor.sharding import worker_for
+from supervisor.sysapi import SysApi
 from supervisor.tls import TLSConfigError, TLSConn, build_server_context
 
 log = logging.getLogger("natsd")
@@ -61,6 +63,7 @@ class ClientEntry:
     user: str | None
     permissions: Permissions | None
     jwt: str | None = None  # operator mode: re-evaluated on account updates
+    expires: float | None = None  # credentials' expiry (unix time), for USER.INFO
 
 
 class Supervisor:
@@ -92,6 +95,8 @@ class Supervisor:
         self._tasks: set[asyncio.Task[None]] = set()  # background jobs, cancelled at shutdown
         self.monitor: MonitorServer | None = None
         self.https_monitor: MonitorServer | None = None
+        self.snapshots = Snapshots(self)  # monitoring data, shared by HTTP and $SYS.REQ
+        self.sysapi = SysApi(self)
         self.relays: set[TLSConn] = set()
         self.tls_ctx = None
         if opts.tls is not None:
@@ -221,6 +226,18 @@ class Supervisor:
     def account_connected(self, account: str) -> None:
         self.account_conns[account] = self.account_conns.get(account, 0) + 1
 
+    def system_account_name(self) -> str | None:
+        if self.operator is not None:
+            return self.operator.system_account
+        return None if self.opts.no_system_account else self.opts.system_account
+
+    def name_tags(self, account: str, user_jwt: str | None) -> tuple[str, str]:
+        """(account name, user name) as nats-server reports them: the JWTs'
+        ``name`` claims in operator mode, the account's name otherwise."""
+        if self.operator is None:
+            return account, ""
+        return self.operator.name_tags(account, user_jwt)
+
     def account_conn_limit(self, account: str) -> int:
         """The account's connection limit (-1 = unlimited; 0 admits nobody)."""
         if self.operator is not None:
@@ -242,7 +259,7 @@ class Supervisor:
             log.error("cid:%d - worker %d unavailable; closing client", h.client_id, index)
             self._client_gone(h.client_id)
             return False
-        self.clients[h.client_id] = ClientEntry(index, h.account, h.user, h.permissions, jwt)
+        self.clients[h.client_id] = ClientEntry(index, h.account, h.user, h.permissions, jwt, h.expires)
         self.arbiter.slots[index].clients.add(h.client_id)
         log.debug("cid:%d - handed to worker %d (account %s)", h.client_id, index, h.account)
         return True
@@ -299,8 +316,10 @@ class Supervisor:
         elif isinstance(msg, M.ClientClosed):
             self._client_gone(msg.client_id)
         elif isinstance(msg, M.SysRequest):
-            if self.operator is not None:
+            if self.operator is not None and is_claims_request(msg.subject):
                 self.operator.handle(msg)
+            else:
+                self.sysapi.handle(msg)
         elif isinstance(msg, M.Ready):
             log.debug("worker %d ready (pid %d)", msg.worker_id, msg.pid)
             self._forget_dead_clients()
@@ -382,7 +401,7 @@ class Supervisor:
     async def _start_monitoring(self) -> None:
         o = self.opts
         if o.http_port:
-            self.monitor = MonitorServer(self)
+            self.monitor = MonitorServer(self, snapshots=self.snapshots)
             mport = await self.monitor.start(o.http_host, o.http_port)
             log.info("Starting http monitor on %s:%d", o.http_host, mport)
         if o.https_port:
@@ -391,7 +410,7 @@ class Supervisor:
                 return
             # Client-certificate settings do not apply to monitoring.
             mctx = build_server_context(msgspec.structs.replace(o.tls, verify=False, verify_and_map=False))
-            self.https_monitor = MonitorServer(self)
+            self.https_monitor = MonitorServer(self, snapshots=self.snapshots)
             hport = await self.https_monitor.start(o.http_host, o.https_port, ssl_ctx=mctx)
             log.info("Starting https monitor on %s:%d", o.http_host, hport)
 
@@ -432,6 +451,8 @@ class Supervisor:
         for m in (self.monitor, self.https_monitor):
             if m is not None:
                 m.close()
+        self.sysapi.close()
+        self.snapshots.close()
         for t in list(self._handshakes) + list(self._tasks):
             t.cancel()
         await self.arbiter.stop()

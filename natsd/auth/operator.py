@@ -389,11 +389,16 @@ class JwtAuthenticator:
             _activation_revoked,
         )
 
+    def account_claims(self, pubkey: str) -> AccountClaims | None:
+        """The account's verified claims (cached), or None if it has no usable JWT."""
+        found = self._account(pubkey)
+        return None if isinstance(found, str) else found[0]
+
     def max_connections(self, pubkey: str) -> int:
         """The account's ``conn`` limit (-1: unlimited, or no usable account);
         from the cached verified claims, so a CONNECT costs no import checks."""
-        found = self._account(pubkey)
-        return -1 if isinstance(found, str) else found[0].nats.limits.conn
+        claims = self.account_claims(pubkey)
+        return -1 if claims is None else claims.nats.limits.conn
 
     def account_info(self, pubkey: str, now: float) -> AccountInfo | None:
         """What the server needs to install an account; None if unusable."""

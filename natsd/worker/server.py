@@ -58,6 +58,7 @@ class Worker:
         self.loop = loop
         # Set by Hello, before any hand-off can be adopted.
         self.config: M.WorkerConfig = None  # type: ignore[assignment]
+        self.server_id = ""  # $SYS.REQ.SERVER.<id>.<EP> is ours only with this id
         self.accounts: dict[str, Account] = {}
         self.clients: dict[int, Client] = {}
         self.dirty: list[Client] = []
@@ -121,6 +122,7 @@ class Worker:
             return
         cfg = msg.config
         self.config = cfg
+        self.server_id = str(cfg.info.get("server_id", ""))
         try:
             natslog.setup(
                 debug=cfg.debug,

@@ -17,7 +17,8 @@ from typing import Any
 
 from natsd.config.schema import Account, Authorization, Options, User
 from natsd.ipc import messages as M
-from supervisor.monitor import MAX_REQUEST, ROUTES, MonitorServer
+from supervisor.monitor import MAX_REQUEST, ROUTES, MonitorServer, Snapshots
+from supervisor.sysapi import SysApi
 
 SECRETS = ("hunter2-password", "tok-en-s3cret", "ALICEPW")
 
@@ -36,7 +37,9 @@ class Entry:
     worker: int
     account: str
     user: str | None
-    permissions: None = None
+    permissions: Any = None
+    jwt: str | None = None
+    expires: float | None = None
 
 
 class FakeArbiter:
@@ -65,6 +68,22 @@ class FakeSupervisor:
         self.arbiter = FakeArbiter()
         self.gathers = 0
         self.gather_delay = 0.0
+        self.published: list[tuple[str, bytes, bytes]] = []
+        self.sysapi = SysApi(self)  # type: ignore[arg-type]
+        self.snapshots = Snapshots(self)  # type: ignore[arg-type]
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    def system_account_name(self) -> str | None:
+        return self.opts.system_account
+
+    def name_tags(self, account: str, user_jwt: str | None) -> tuple[str, str]:
+        return account, ""
+
+    def publish(self, account: str, subject: bytes, payload: bytes, reply: bytes | None = None) -> None:
+        self.published.append((account, subject, payload))
 
     async def gather_stats(self, timeout: float = 2.0) -> list[M.Stats]:
         self.gathers += 1

@@ -1,0 +1,276 @@
+"""The system account's monitoring API: ``$SYS.REQ.SERVER.*``, ``$SYS.REQ.ACCOUNT.*``
+and ``$SYS.REQ.USER.INFO``, as nats-server answers them (the ``nats`` CLI's
+``server list``, ``server report``, ``account info`` use these).
+
+Theory of operation
+-------------------
+A worker forwards a matching PUB to the supervisor as a
+:class:`~natsd.ipc.messages.SysRequest` (which subjects, for whom:
+:mod:`natsd.auth.sysreq`). Here the request is decoded, filtered and answered
+from the same :class:`~supervisor.monitor.Snapshots` the HTTP monitor uses,
+by the same pure builders (:mod:`supervisor.monitor_json`), wrapped the way
+nats-server wraps them: ``{"server": {...}, "data": {...}}`` or
+``{"server": {...}, "error": {"code": N, "description": "..."}}``. The reply
+is published into the requester's own account.
+
+Scoping. A client of any other account reaches only the subjects nats-server
+imports into every account, and the answer is always about the requester:
+its own connection (``USER.INFO``), its own account's connections
+(``ACCOUNT.PING.CONNZ``, ``SERVER.PING.CONNZ``: an ``acc`` option naming
+another account is overridden) and statistics (``ACCOUNT.PING.STATZ``).
+
+Bounds. At most :data:`MAX_INFLIGHT` requests are being answered at once;
+more are dropped and counted (``/varz`` ``system_api``), so a tenant that
+floods these subjects costs the workers at most one shared stats gather at a
+time, never a growing queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from natsd.auth.sysreq import ApiRoute, api_route
+from natsd.config.schema import Permissions
+from natsd.ipc import messages as M
+from supervisor import monitor_json as J
+from supervisor.monitor_format import BadRequest
+
+if TYPE_CHECKING:
+    from supervisor.server import Supervisor
+
+log = logging.getLogger("natsd.sysapi")
+
+MAX_INFLIGHT = 64
+
+# JSON option -> monitor query parameter, per endpoint (nats-server's
+# ConnzOptions, SubszOptions, AccountzOptions, HealthzOptions field names).
+_QUERY_KEYS: dict[str, dict[str, str]] = {
+    "CONNZ": {"sort": "sort", "auth": "auth", "offset": "offset", "limit": "limit", "cid": "cid",
+              "user": "user", "acc": "acc"},
+    "SUBSZ": {"offset": "offset", "limit": "limit", "subscriptions": "subs", "account": "acc", "test": "test"},
+    "ACCOUNTZ": {"account": "acc", "include_unused": "unused"},
+}  # fmt: skip
+_CONN_STATES = {0: "open", 1: "closed", 2: "any"}
+
+
+class _Skip(Exception):
+    """The request does not apply to this server: no reply (nats-server's errSkipZreq)."""
+
+
+class SysApi:
+    def __init__(self, sup: Supervisor) -> None:
+        self.sup = sup
+        self.answered = 0
+        self.dropped = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def counters(self) -> dict[str, int]:
+        return {"answered": self.answered, "dropped": self.dropped, "in_flight": len(self._tasks)}
+
+    def handle(self, req: M.SysRequest) -> None:
+        route = api_route(req.subject, self.sup.server_id)
+        if route is None or not req.reply:
+            return
+        if len(self._tasks) >= MAX_INFLIGHT:
+            self.dropped += 1
+            log.debug("system request on %r dropped: %d in flight", req.subject, MAX_INFLIGHT)
+            return
+        task = self.sup.loop.create_task(self._answer(req, route))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def close(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+
+    async def _answer(self, req: M.SysRequest, route: ApiRoute) -> None:
+        try:
+            body = await self.respond(req, route)
+        except _Skip:
+            return
+        except Exception:
+            # A builder bug must not take the supervisor down; the requester
+            # sees a 500 like an HTTP scraper would.
+            log.exception("system request %r failed", req.subject)
+            body = self._envelope(error=(500, "internal error"))
+        self.answered += 1
+        assert req.reply is not None
+        self.sup.publish(req.account, req.reply, body)
+
+    # -- dispatch ----------------------------------------------------------------------
+
+    async def respond(self, req: M.SysRequest, route: ApiRoute) -> bytes:
+        system = req.account == self.sup.system_account_name()
+        try:
+            opts = self._options(req.payload)
+        except BadRequest as e:
+            return self._envelope(error=(400, str(e)))
+        self._filter(opts)
+        ep = route.endpoint
+        if route.kind == "user":
+            return self._envelope(data=self._user_info(req))
+        if not system:
+            # The four subjects imported into every account, about that account only.
+            if ep == "CONNZ":
+                opts["acc"] = req.account
+                return await self._doc("CONNZ", opts)
+            return await self._account_statz(opts, [req.account])
+        if route.kind == "account":
+            acc = route.account or ""
+            if ep == "STATZ":
+                return await self._account_statz(opts, None if acc == "PING" else [acc])
+            if ep == "JSZ":
+                return self._envelope(data=None, error=(500, "jetstream not enabled"))
+            if ep == "SUBSZ":
+                opts.update(subscriptions=True, account=acc)
+            elif ep == "CONNZ":
+                opts["acc"] = acc
+        if ep == "IDZ":
+            o = self.sup.opts
+            return msgspec.json.encode({"name": o.server_name or self.sup.server_id, "host": o.host, "id": self.sup.server_id})
+        if ep == "STATSZ":
+            snap = await self.sup.snapshots.snapshot(with_stats=True)
+            return msgspec.json.encode({"server": self.server_info(), "statsz": J.statsz(snap)})
+        return await self._doc(ep, opts)
+
+    async def _doc(self, ep: str, opts: dict[str, Any]) -> bytes:
+        snap = await self.sup.snapshots.snapshot(with_stats=ep in ("VARZ", "CONNZ", "SUBSZ", "ACCOUNTZ"))
+        try:
+            q = _query(ep, opts)
+            if ep == "VARZ":
+                data = J.varz(snap)
+            elif ep == "CONNZ":
+                data = J.connz(snap, q)
+            elif ep == "SUBSZ":
+                data = J.subsz(snap, q)
+            elif ep == "ACCOUNTZ":
+                data = J.accountz(snap, q)
+            elif ep == "HEALTHZ":
+                status, data = J.healthz(snap, q)
+                data = dict(data, status_code=status)
+            elif ep == "ROUTEZ":
+                data = J.routez(snap)
+            elif ep == "GATEWAYZ":
+                data = J.gatewayz(snap)
+            elif ep == "LEAFZ":
+                data = J.leafz(snap)
+            else:  # JSZ
+                data = J.jsz(snap)
+        except BadRequest as e:
+            return self._envelope(error=(500, str(e)))
+        return self._envelope(data=data)
+
+    async def _account_statz(self, opts: dict[str, Any], accounts: list[str] | None) -> bytes:
+        unused = bool(opts.get("include_unused"))
+        wanted = accounts if accounts is not None else [a for a in opts.get("accounts") or () if isinstance(a, str)]
+        q = {"acc": [",".join(wanted)], "unused": ["true" if unused else "false"]}
+        snap = await self.sup.snapshots.snapshot(with_stats=True)
+        data = J.accstatz(snap, q)
+        if not data["account_statz"] and not unused:
+            raise _Skip
+        return self._envelope(data=data)
+
+    def _user_info(self, req: M.SysRequest) -> dict[str, Any]:
+        """About the requesting connection (nats-server's UserInfo)."""
+        entry = self.sup.clients.get(req.client_id) if req.client_id is not None else None
+        out: dict[str, Any] = {"user": (entry.user if entry else None) or "", "account": req.account}
+        names = self.sup.name_tags(req.account, entry.jwt if entry else None)
+        out["account_name"] = names[0]
+        if names[1]:
+            out["user_name"] = names[1]
+        perms = _public_permissions(entry.permissions if entry else None)
+        if perms:
+            out["permissions"] = perms
+        if entry is not None and entry.expires:
+            out["expires"] = max(0, int((entry.expires - time.time()) * 1e9))
+        return out
+
+    # -- envelope and options ------------------------------------------------------------
+
+    def server_info(self) -> dict[str, Any]:
+        sup = self.sup
+        return {
+            "name": sup.opts.server_name or sup.server_id,
+            "host": sup.opts.host,
+            "id": sup.server_id,
+            "ver": sup.info.get("version", ""),
+            "jetstream": False,
+            "flags": 0,
+            "seq": 0,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime()),
+        }
+
+    def _envelope(self, *, data: Any = msgspec.UNSET, error: tuple[int, str] | None = None) -> bytes:
+        out: dict[str, Any] = {"server": self.server_info()}
+        if data is not msgspec.UNSET:
+            out["data"] = data
+        if error is not None:
+            out["error"] = {"code": error[0], "description": error[1]}
+        return msgspec.json.encode(out)
+
+    @staticmethod
+    def _options(payload: bytes) -> dict[str, Any]:
+        if not payload.strip():
+            return {}
+        try:
+            opts = msgspec.json.decode(payload)
+        except msgspec.DecodeError as e:
+            raise BadRequest(str(e)) from None
+        if not isinstance(opts, dict):
+            raise BadRequest("json: cannot unmarshal request options: expected an object")
+        return opts
+
+    def _filter(self, opts: dict[str, Any]) -> None:
+        """nats-server's EventFilterOptions: a request naming another server,
+        host, cluster, tag or JetStream domain is not for us."""
+        name = self.sup.opts.server_name or self.sup.server_id
+        host = self.sup.opts.host
+        exact = bool(opts.get("exact_match"))
+        for key, ours in (("server_name", name), ("host", host), ("cluster", "")):
+            want = opts.get(key)
+            if isinstance(want, str) and want and (want != ours if exact else want not in ours):
+                raise _Skip
+        if opts.get("tags") or opts.get("domain"):
+            raise _Skip  # natsd has no server tags and no JetStream domain
+
+
+def _query(ep: str, opts: dict[str, Any]) -> dict[str, list[str]]:
+    """Request options as the monitor's query parameters."""
+    q: dict[str, list[str]] = {}
+    for key, param in _QUERY_KEYS.get(ep, {}).items():
+        value = opts.get(key)
+        if value is None or value == "":
+            continue
+        q[param] = ["true" if value is True else "false" if value is False else str(value)]
+    if ep == "CONNZ":
+        if opts.get("subscriptions_detail"):
+            q["subs"] = ["detail"]
+        elif opts.get("subscriptions"):
+            q["subs"] = ["true"]
+        state = opts.get("state")
+        if isinstance(state, int) and not isinstance(state, bool):
+            if state not in _CONN_STATES:
+                raise BadRequest(f"invalid connection state: {state}")
+            q["state"] = [_CONN_STATES[state]]
+    return q
+
+
+def _public_permissions(p: Permissions | None) -> dict[str, Any]:
+    """nats-server's ``publicPermissions``: allow/deny lists and responses."""
+    if p is None:
+        return {}
+    out: dict[str, Any] = {}
+    for name, sp in (("publish", p.publish), ("subscribe", p.subscribe)):
+        if sp is None:
+            continue
+        lists = {k: list(v) for k, v in (("allow", sp.allow), ("deny", sp.deny)) if v}
+        if lists:
+            out[name] = lists
+    if p.allow_responses is not None:
+        out["responses"] = {"max": p.allow_responses.max_msgs, "ttl": int(p.allow_responses.expires * 1e9)}
+    return out

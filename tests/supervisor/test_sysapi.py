@@ -1,0 +1,97 @@
+"""supervisor/sysapi.py against a fake supervisor: option decoding, filters,
+scoping and the in-flight bound (end to end, with nats-server beside it:
+tests/e2e/test_sysapi.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from test_monitor_http import FakeSupervisor
+
+from natsd.config.schema import Permissions, ResponsePermission, SubjectPermission
+from natsd.ipc import messages as M
+from supervisor import sysapi
+from supervisor.sysapi import _public_permissions, _query
+
+
+def ask(subject: str, payload: bytes = b"", account: str = "$SYS", cid: int | None = 1) -> list[dict[str, Any]]:
+    async def main() -> list[dict[str, Any]]:
+        sup = FakeSupervisor()
+        sup.sysapi.handle(
+            M.SysRequest(account=account, subject=subject.encode(), reply=b"_INBOX.r", payload=payload, client_id=cid)
+        )
+        await asyncio.gather(*list(sup.sysapi._tasks))
+        return [json.loads(p) for _acc, _subj, p in sup.published]
+
+    return asyncio.run(main())
+
+
+def test_varz_and_idz_for_the_system_account() -> None:
+    [varz] = ask("$SYS.REQ.SERVER.PING.VARZ")
+    assert varz["server"]["id"] == "NFAKE" and varz["data"]["server_id"] == "NFAKE"
+    [idz] = ask("$SYS.REQ.SERVER.NFAKE.IDZ")
+    assert idz == {"name": "NFAKE", "host": "127.0.0.1", "id": "NFAKE"}
+
+
+def test_other_accounts_get_their_own_connections_only() -> None:
+    [mine] = ask("$SYS.REQ.SERVER.PING.CONNZ", b'{"acc": "$SYS"}', account="A")
+    assert [c["cid"] for c in mine["data"]["connections"]] == [1]  # the fake's one A connection
+    assert ask("$SYS.REQ.SERVER.PING.CONNZ", b"", account="B")[0]["data"]["connections"] == []
+
+
+def test_bad_options_and_filters() -> None:
+    [bad] = ask("$SYS.REQ.SERVER.PING.VARZ", b"{nope")
+    assert bad["error"]["code"] == 400 and "data" not in bad
+    [arr] = ask("$SYS.REQ.SERVER.PING.VARZ", b"[1]")
+    assert arr["error"]["code"] == 400
+    assert ask("$SYS.REQ.SERVER.PING.VARZ", b'{"server_name": "other"}') == []
+    assert ask("$SYS.REQ.SERVER.PING.VARZ", b'{"server_name": "FAK"}') != []  # substring, as nats-server
+    assert ask("$SYS.REQ.SERVER.PING.VARZ", b'{"server_name": "FAK", "exact_match": true}') == []
+    assert ask("$SYS.REQ.SERVER.PING.VARZ", b'{"tags": ["eu"]}') == []
+    [state] = ask("$SYS.REQ.SERVER.PING.CONNZ", b'{"state": 9}')
+    assert state["error"]["code"] == 500
+
+
+def test_query_mapping() -> None:
+    assert _query("CONNZ", {"subscriptions_detail": True, "state": 1, "acc": "A", "limit": 5}) == {
+        "acc": ["A"], "limit": ["5"], "subs": ["detail"], "state": ["closed"],
+    }  # fmt: skip
+    assert _query("SUBSZ", {"subscriptions": True, "account": "A", "test": "x.y"}) == {
+        "subs": ["true"], "acc": ["A"], "test": ["x.y"],
+    }  # fmt: skip
+
+
+def test_user_info_for_an_unknown_connection_names_the_account() -> None:
+    [info] = ask("$SYS.REQ.USER.INFO", account="A", cid=None)
+    assert info["data"] == {"user": "", "account": "A", "account_name": "A"}
+
+
+def test_public_permissions() -> None:
+    p = Permissions(
+        publish=SubjectPermission(allow=("a.>",)),
+        subscribe=SubjectPermission(deny=("s",)),
+        allow_responses=ResponsePermission(max_msgs=2, expires=1.5),
+    )
+    assert _public_permissions(p) == {
+        "publish": {"allow": ["a.>"]},
+        "subscribe": {"deny": ["s"]},
+        "responses": {"max": 2, "ttl": 1_500_000_000},
+    }
+    assert _public_permissions(None) == {}
+
+
+def test_in_flight_bound_drops_and_counts(monkeypatch: Any) -> None:
+    monkeypatch.setattr(sysapi, "MAX_INFLIGHT", 2)
+
+    async def main() -> dict[str, int]:
+        sup = FakeSupervisor()
+        sup.gather_delay = 0.05
+        for _ in range(5):
+            sup.sysapi.handle(M.SysRequest(account="$SYS", subject=b"$SYS.REQ.SERVER.PING.VARZ", reply=b"r", payload=b"", client_id=1))
+        await asyncio.gather(*list(sup.sysapi._tasks))
+        assert len(sup.published) == 2
+        return sup.sysapi.counters()
+
+    assert asyncio.run(main()) == {"answered": 2, "dropped": 3, "in_flight": 0}
