@@ -64,6 +64,9 @@ class ClientEntry:
     permissions: Permissions | None
     jwt: str | None = None  # operator mode: re-evaluated on account updates
     expires: float | None = None  # credentials' expiry (unix time), for USER.INFO
+    host: str = ""
+    start: float = 0.0
+    connect: M.ConnectInfo | None = None  # name, lang, version for events
 
 
 class Supervisor:
@@ -259,7 +262,9 @@ class Supervisor:
             log.error("cid:%d - worker %d unavailable; closing client", h.client_id, index)
             self._client_gone(h.client_id)
             return False
-        self.clients[h.client_id] = ClientEntry(index, h.account, h.user, h.permissions, jwt, h.expires)
+        entry = ClientEntry(index, h.account, h.user, h.permissions, jwt, h.expires, h.host, h.start, h.connect)
+        self.clients[h.client_id] = entry
+        self.sysapi.client_event(h.client_id, entry)
         self.arbiter.slots[index].clients.add(h.client_id)
         log.debug("cid:%d - handed to worker %d (account %s)", h.client_id, index, h.account)
         return True
@@ -314,6 +319,9 @@ class Supervisor:
                 closed = [c for m in got for c in m.closed_conns]
                 fut.set_result(msgspec.structs.replace(got[0], connections=conns, closed_conns=closed, part=0, parts=1))
         elif isinstance(msg, M.ClientClosed):
+            entry = self.clients.get(msg.client_id)
+            if entry is not None:
+                self.sysapi.client_event(msg.client_id, entry, msg)
             self._client_gone(msg.client_id)
         elif isinstance(msg, M.SysRequest):
             if self.operator is not None and is_claims_request(msg.subject):

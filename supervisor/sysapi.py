@@ -19,6 +19,11 @@ its own connection (``USER.INFO``), its own account's connections
 (``ACCOUNT.PING.CONNZ``, ``SERVER.PING.CONNZ``: an ``acc`` option naming
 another account is overridden) and statistics (``ACCOUNT.PING.STATZ``).
 
+Events. ``$SYS.ACCOUNT.<acc>.CONNECT`` / ``.DISCONNECT`` advisories go
+into the system account when a client is handed off and when its worker
+reports it closed (:meth:`SysApi.client_event`), with nats-server's fields
+less the client's JWT.
+
 Bounds. At most :data:`MAX_INFLIGHT` requests are being answered at once;
 more are dropped and counted (``/varz`` ``system_api``), so a tenant that
 floods these subjects costs the workers at most one shared stats gather at a
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -38,14 +44,15 @@ from natsd.auth.sysreq import ApiRoute, api_route
 from natsd.config.schema import Permissions
 from natsd.ipc import messages as M
 from supervisor import monitor_json as J
-from supervisor.monitor_format import BadRequest
+from supervisor.monitor_format import BadRequest, rfc3339
 
 if TYPE_CHECKING:
-    from supervisor.server import Supervisor
+    from supervisor.server import ClientEntry, Supervisor
 
 log = logging.getLogger("natsd.sysapi")
 
 MAX_INFLIGHT = 64
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 # JSON option -> monitor query parameter, per endpoint (nats-server's
 # ConnzOptions, SubszOptions, AccountzOptions, HealthzOptions field names).
@@ -67,6 +74,7 @@ class SysApi:
         self.sup = sup
         self.answered = 0
         self.dropped = 0
+        self._seq = 0  # the "server" block's seq: one per message sent
         self._tasks: set[asyncio.Task[None]] = set()
 
     def counters(self) -> dict[str, int]:
@@ -190,6 +198,47 @@ class SysApi:
             out["expires"] = max(0, int((entry.expires - time.time()) * 1e9))
         return out
 
+    # -- events --------------------------------------------------------------------------
+
+    def client_event(self, cid: int, entry: ClientEntry, closed: M.ClientClosed | None = None) -> None:
+        """``$SYS.ACCOUNT.<acc>.CONNECT`` (``closed`` None) or ``.DISCONNECT``
+        into the system account, in nats-server's advisory shape. Skipped
+        while no client of the system account is connected: nobody could be
+        subscribed, and a connection storm then costs no control messages."""
+        sys_acc = self.sup.system_account_name()
+        if sys_acc is None or not self.sup.account_conns.get(sys_acc):
+            return
+        now = time.time()
+        ci = entry.connect
+        client: dict[str, Any] = {
+            "start": rfc3339(entry.start),
+            "host": entry.host,
+            "id": cid,
+            "acc": entry.account,
+            "user": entry.user or "",
+            "name": (ci.name if ci else None) or "",
+            "lang": (ci.lang if ci else None) or "",
+            "ver": (ci.version if ci else None) or "",
+        }
+        if closed is not None:
+            client["rtt"] = int(closed.rtt * 1e9)
+            client["stop"] = rfc3339(now)
+        client.update(name_tag=self.sup.name_tags(entry.account, entry.jwt)[0], kind="Client", client_type="nats")
+        event: dict[str, Any] = {
+            "type": "io.nats.server.advisory.v1.client_" + ("disconnect" if closed else "connect"),
+            "id": "".join(secrets.choice(_BASE62) for _ in range(22)),  # a NUID's shape
+            "timestamp": rfc3339(now),
+            "server": self.server_info(),
+            # omitempty, as nats-server; the client's JWT is never repeated (docs/security.md)
+            "client": {k: v for k, v in client.items() if v not in ("", 0, None)},
+        }
+        if closed is not None:
+            event["sent"] = {"msgs": closed.in_msgs, "bytes": closed.in_bytes}
+            event["received"] = {"msgs": closed.out_msgs, "bytes": closed.out_bytes}
+            event["reason"] = closed.reason
+        kind = b"DISCONNECT" if closed else b"CONNECT"
+        self.sup.publish(sys_acc, b"$SYS.ACCOUNT." + entry.account.encode() + b"." + kind, msgspec.json.encode(event))
+
     # -- envelope and options ------------------------------------------------------------
 
     def server_info(self) -> dict[str, Any]:
@@ -201,9 +250,13 @@ class SysApi:
             "ver": sup.info.get("version", ""),
             "jetstream": False,
             "flags": 0,
-            "seq": 0,
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime()),
+            "seq": self._next_seq(),
+            "time": rfc3339(time.time()),
         }
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
 
     def _envelope(self, *, data: Any = msgspec.UNSET, error: tuple[int, str] | None = None) -> bytes:
         out: dict[str, Any] = {"server": self.server_info()}

@@ -292,10 +292,17 @@ class Stats(_Msg, frozen=True, kw_only=True):
 
 
 class ClientClosed(_Msg, frozen=True, kw_only=True):
-    """A client left; the supervisor keeps per-account connection counts."""
+    """A client left; the supervisor keeps per-account connection counts and
+    tells the system account (``$SYS.ACCOUNT.<acc>.DISCONNECT``)."""
 
     client_id: int
     account: str
+    reason: str = ""  # nats-server's close-reason text
+    in_msgs: int = 0
+    in_bytes: int = 0
+    out_msgs: int = 0
+    out_bytes: int = 0
+    rtt: float = 0.0  # seconds
 
 
 class SysRequest(_Msg, frozen=True, kw_only=True):

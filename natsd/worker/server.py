@@ -278,7 +278,18 @@ class Worker:
         self.closed_count += 1
         log.debug("cid:%d - client closed: %s", client.cid, reason.text)
         if not self.channel.closed:
-            self._send_up(M.ClientClosed(client_id=client.cid, account=acc.name))
+            self._send_up(
+                M.ClientClosed(
+                    client_id=client.cid,
+                    account=acc.name,
+                    reason=reason.text,
+                    in_msgs=client.in_msgs,
+                    in_bytes=client.in_bytes,
+                    out_msgs=client.out_msgs,
+                    out_bytes=client.out_bytes,
+                    rtt=client.rtt,
+                )
+            )
         if not acc.clients and acc.sublist.count() == 0:
             self.accounts.pop(acc.name, None)
 

@@ -1,6 +1,6 @@
 """supervisor/sysapi.py against a fake supervisor: option decoding, filters,
 scoping and the in-flight bound (end to end, with nats-server beside it:
-tests/e2e/test_sysapi.py)."""
+tests/e2e/test_system_account_api.py)."""
 
 from __future__ import annotations
 

@@ -200,3 +200,35 @@ def test_user_info_in_operator_mode_names_come_from_the_jwts(kind: str) -> None:
     assert data["account"] == expected["accounts"]["A"]["public"]
     assert (data["account_name"], data["user_name"]) == ("A", "alice")
     assert data["user"].startswith("U") and len(data["user"]) == 56
+
+
+@pytest.mark.parametrize("kind", ["natsd", "nats-server"])
+def test_connect_and_disconnect_advisories(kind: str, tmp_path: Path) -> None:
+    conf = tmp_path / "sys.conf"
+    conf.write_text(CONF)
+
+    async def main(port: int) -> list[dict[str, Any]]:
+        s = await nats.connect(f"nats://sys:sys@127.0.0.1:{port}")
+        connects = await s.subscribe("$SYS.ACCOUNT.*.CONNECT")
+        disconnects = await s.subscribe("$SYS.ACCOUNT.B.DISCONNECT")
+        await s.flush()
+        b = await nats.connect(f"nats://b:b@127.0.0.1:{port}", name="billing-app")
+        await b.publish("b.x", b"hello")
+        await b.flush()
+        await b.close()
+        events = [json.loads((await sub.next_msg(timeout=5)).data) for sub in (connects, disconnects)]
+        await s.close()
+        return events
+
+    with running(kind, config=str(conf)) as server:
+        connect, disconnect = asyncio.run(asyncio.wait_for(main(server.port), 30))
+    assert connect["type"] == "io.nats.server.advisory.v1.client_connect"
+    assert disconnect["type"] == "io.nats.server.advisory.v1.client_disconnect"
+    for event in (connect, disconnect):
+        client = event["client"]
+        assert (client["acc"], client["user"], client["name"], client["kind"]) == ("B", "b", "billing-app", "Client")
+        assert "jwt" not in client and event["server"]["id"]
+    assert connect["client"]["id"] == disconnect["client"]["id"]
+    assert disconnect["sent"] == {"msgs": 1, "bytes": 5}
+    assert disconnect["received"] == {"msgs": 0, "bytes": 0}
+    assert disconnect["reason"] == "Client Closed" and "stop" in disconnect["client"]
