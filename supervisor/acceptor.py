@@ -39,7 +39,7 @@ from natsd.auth.tlspeer import TLSPeer, peer_from_der
 from natsd.config.schema import GLOBAL_ACCOUNT
 from natsd.ipc import messages as M
 from natsd.proto import errors as E
-from natsd.proto.connect import parse_connect, validate_connect
+from natsd.proto.connect import ConnectOptions, parse_connect, validate_connect
 from natsd.proto.errors import ProtocolError
 from natsd.proto.parser import OP_CONNECT, OP_ERROR, Parser
 from natsd.proto.writer import info_line
@@ -90,6 +90,8 @@ class Handshake:
         self.port = int(addr[1]) if addr and len(addr) > 1 else 0
         self.cid = cid
         self.loop = sup.loop
+        self.started = time.time()
+        self.attempt: ConnectOptions | None = None  # the parsed CONNECT, for auth-error events
 
     async def run(self) -> None:
         try:
@@ -152,6 +154,7 @@ class Handshake:
         log.info("%s:%d - cid:%d - %s: %s", self.host, self.port, self.cid, text or "closed", reason)
         if text == E.ERR_AUTH_VIOLATION:
             self.sup.stats_auth_failures += 1
+            self.sup.sysapi.auth_error_event(self.cid, self.host, self.started, self.attempt)
         if text is not None:
             try:
                 await asyncio.wait_for(self._send(_err(text)), 1.0)
@@ -249,6 +252,7 @@ class Handshake:
         except ProtocolError as e:
             await self._refuse(e.text, "malformed CONNECT")
             return
+        self.attempt = c
         if c.forbidden:
             await self._refuse(E.ERR_AUTH_VIOLATION, "CONNECT carries forbidden account fields")
             return

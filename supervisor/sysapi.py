@@ -47,6 +47,7 @@ from supervisor import monitor_json as J
 from supervisor.monitor_format import BadRequest, rfc3339
 
 if TYPE_CHECKING:
+    from natsd.proto.connect import ConnectOptions
     from supervisor.server import ClientEntry, Supervisor
 
 log = logging.getLogger("natsd.sysapi")
@@ -201,10 +202,27 @@ class SysApi:
     # -- events --------------------------------------------------------------------------
 
     def client_event(self, cid: int, entry: ClientEntry, closed: M.ClientClosed | None = None) -> None:
-        """``$SYS.ACCOUNT.<acc>.CONNECT`` (``closed`` None) or ``.DISCONNECT``
-        into the system account, in nats-server's advisory shape. Skipped
-        while no client of the system account is connected: nobody could be
-        subscribed, and a connection storm then costs no control messages."""
+        """``$SYS.ACCOUNT.<acc>.CONNECT`` (``closed`` None) or ``.DISCONNECT``."""
+        kind = b"DISCONNECT" if closed else b"CONNECT"
+        self._client_event(b"$SYS.ACCOUNT." + entry.account.encode() + b"." + kind, cid, entry, closed)
+
+    def auth_error_event(self, cid: int, host: str, start: float, attempt: ConnectOptions | None) -> None:
+        """``$SYS.SERVER.<id>.CLIENT.AUTH.ERR``: a client refused with
+        ``Authorization Violation``, as nats-server reports it (the user it
+        claimed to be, in the global account)."""
+        from supervisor.server import ClientEntry
+
+        user = (attempt.user or attempt.nkey) if attempt is not None else None
+        ci = M.ConnectInfo(name=attempt.name, lang=attempt.lang, version=attempt.version) if attempt else None
+        entry = ClientEntry(-1, "$G", user, None, host=host, start=start, connect=ci)
+        closed = M.ClientClosed(client_id=cid, account="$G", reason="Authentication Failure")
+        self._client_event(b"$SYS.SERVER." + self.sup.server_id.encode() + b".CLIENT.AUTH.ERR", cid, entry, closed)
+
+    def _client_event(self, subject: bytes, cid: int, entry: ClientEntry, closed: M.ClientClosed | None) -> None:
+        """One advisory into the system account, in nats-server's shape.
+        Skipped while no client of the system account is connected: nobody
+        could be subscribed, and a connection storm then costs no control
+        messages."""
         sys_acc = self.sup.system_account_name()
         if sys_acc is None or not self.sup.account_conns.get(sys_acc):
             return
@@ -236,8 +254,7 @@ class SysApi:
             event["sent"] = {"msgs": closed.in_msgs, "bytes": closed.in_bytes}
             event["received"] = {"msgs": closed.out_msgs, "bytes": closed.out_bytes}
             event["reason"] = closed.reason
-        kind = b"DISCONNECT" if closed else b"CONNECT"
-        self.sup.publish(sys_acc, b"$SYS.ACCOUNT." + entry.account.encode() + b"." + kind, msgspec.json.encode(event))
+        self.sup.publish(sys_acc, subject, msgspec.json.encode(event))
 
     # -- envelope and options ------------------------------------------------------------
 

@@ -232,3 +232,31 @@ def test_connect_and_disconnect_advisories(kind: str, tmp_path: Path) -> None:
     assert disconnect["sent"] == {"msgs": 1, "bytes": 5}
     assert disconnect["received"] == {"msgs": 0, "bytes": 0}
     assert disconnect["reason"] == "Client Closed" and "stop" in disconnect["client"]
+
+
+@pytest.mark.parametrize("kind", ["natsd", "nats-server"])
+def test_authentication_failures_are_reported_to_the_system_account(kind: str, tmp_path: Path) -> None:
+    import socket
+
+    conf = tmp_path / "sys.conf"
+    conf.write_text(CONF)
+
+    async def main(port: int) -> dict[str, Any]:
+        s = await nats.connect(f"nats://sys:sys@127.0.0.1:{port}")
+        sub = await s.subscribe("$SYS.SERVER.*.CLIENT.AUTH.ERR")
+        await s.flush()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            raw.recv(4096)
+            raw.sendall(b'CONNECT {"user":"a","pass":"wrong","verbose":false,"name":"x\\u0001y"}\r\nPING\r\n')
+            assert raw.recv(4096) == b"-ERR 'Authorization Violation'\r\n"
+        event = json.loads((await sub.next_msg(timeout=5)).data)
+        await s.close()
+        return event
+
+    with running(kind, config=str(conf)) as server:
+        event = asyncio.run(asyncio.wait_for(main(server.port), 30))
+    assert event["type"] == "io.nats.server.advisory.v1.client_disconnect"
+    assert event["reason"] == "Authentication Failure"
+    client = event["client"]
+    assert (client["acc"], client["user"], client["name"]) == ("$G", "a", "x\x01y")
+    assert "pass" not in json.dumps(event) and "wrong" not in json.dumps(event)
