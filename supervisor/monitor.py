@@ -139,6 +139,7 @@ class Snapshots:
         # Keys come only from fixed route tables, so this map is bounded.
         self.req_stats: dict[str, int] = {}
         self._inflight: asyncio.Task[list[M.Stats]] | None = None
+        self._gathered_at = 0.0
         self._procs: dict[int, psutil.Process] = {}
 
     def count(self, path: str) -> None:
@@ -149,12 +150,21 @@ class Snapshots:
             self._inflight.cancel()
 
     # -- data ------------------------------------------------------------
-    async def _stats(self) -> list[M.Stats]:
+    async def _stats(self, max_age: float) -> list[M.Stats]:
+        """Worker counters: the last gather if it finished less than
+        ``max_age`` seconds ago, else the one in flight or a new one."""
+        done = self._inflight is not None and self._inflight.done() and not self._inflight.cancelled()
+        if done and max_age > 0 and time.monotonic() - self._gathered_at < max_age:
+            assert self._inflight is not None
+            return self._inflight.result()
         if self._inflight is None or self._inflight.done():
-            self._inflight = asyncio.get_running_loop().create_task(
-                self.sup.gather_stats(self.stats_timeout)
-            )
+            self._inflight = asyncio.get_running_loop().create_task(self._gather())
         return await asyncio.shield(self._inflight)
+
+    async def _gather(self) -> list[M.Stats]:
+        stats = await self.sup.gather_stats(self.stats_timeout)
+        self._gathered_at = time.monotonic()
+        return stats
 
     def _process_metrics(self, pids: list[int]) -> tuple[int, float]:
         """RSS bytes and CPU percent summed over the supervisor and workers."""
@@ -173,9 +183,12 @@ class Snapshots:
                 self._procs.pop(pid, None)
         return mem, cpu
 
-    async def snapshot(self, *, with_stats: bool) -> J.Snapshot:
+    async def snapshot(self, *, with_stats: bool, max_age: float = 0.0) -> J.Snapshot:
+        """``max_age``: how old the worker counters may be (0: fresh); what
+        tenants may ask for over NATS is served at most once per
+        :data:`supervisor.sysapi.TENANT_MAX_AGE` from a new gather."""
         sup = self.sup
-        stats = await self._stats() if with_stats else []
+        stats = await self._stats(max_age) if with_stats else []
         workers = tuple(
             J.WorkerView(
                 index=s.index, pid=s.pid, ready=s.ready, restarts=s.restarts, clients=len(s.clients)

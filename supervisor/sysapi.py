@@ -25,9 +25,10 @@ reports it closed (:meth:`SysApi.client_event`), with nats-server's fields
 less the client's JWT.
 
 Bounds. At most :data:`MAX_INFLIGHT` requests are being answered at once;
-more are dropped and counted (``/varz`` ``system_api``), so a tenant that
-floods these subjects costs the workers at most one shared stats gather at a
-time, never a growing queue.
+more are dropped and counted (``/varz`` ``system_api``). Requests from other
+accounts reuse worker counters up to :data:`TENANT_MAX_AGE` old, so a tenant
+that floods these subjects costs the workers at most one stats gather per
+second, and never a growing queue.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("natsd.sysapi")
 
 MAX_INFLIGHT = 64
+TENANT_MAX_AGE = 1.0  # seconds: worker counters reused for other accounts' requests
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 # JSON option -> monitor query parameter, per endpoint (nats-server's
@@ -127,8 +129,8 @@ class SysApi:
             # The four subjects imported into every account, about that account only.
             if ep == "CONNZ":
                 opts["acc"] = req.account
-                return await self._doc("CONNZ", opts)
-            return await self._account_statz(opts, [req.account])
+                return await self._doc("CONNZ", opts, TENANT_MAX_AGE)
+            return await self._account_statz(opts, [req.account], TENANT_MAX_AGE)
         if route.kind == "account":
             acc = route.account or ""
             if ep == "STATZ":
@@ -147,8 +149,9 @@ class SysApi:
             return msgspec.json.encode({"server": self.server_info(), "statsz": J.statsz(snap)})
         return await self._doc(ep, opts)
 
-    async def _doc(self, ep: str, opts: dict[str, Any]) -> bytes:
-        snap = await self.sup.snapshots.snapshot(with_stats=ep in ("VARZ", "CONNZ", "SUBSZ", "ACCOUNTZ"))
+    async def _doc(self, ep: str, opts: dict[str, Any], max_age: float = 0.0) -> bytes:
+        needs_stats = ep in ("VARZ", "CONNZ", "SUBSZ", "ACCOUNTZ")
+        snap = await self.sup.snapshots.snapshot(with_stats=needs_stats, max_age=max_age)
         try:
             q = _query(ep, opts)
             if ep == "VARZ":
@@ -174,11 +177,11 @@ class SysApi:
             return self._envelope(error=(500, str(e)))
         return self._envelope(data=data)
 
-    async def _account_statz(self, opts: dict[str, Any], accounts: list[str] | None) -> bytes:
+    async def _account_statz(self, opts: dict[str, Any], accounts: list[str] | None, max_age: float = 0.0) -> bytes:
         unused = bool(opts.get("include_unused"))
         wanted = accounts if accounts is not None else [a for a in opts.get("accounts") or () if isinstance(a, str)]
         q = {"acc": [",".join(wanted)], "unused": ["true" if unused else "false"]}
-        snap = await self.sup.snapshots.snapshot(with_stats=True)
+        snap = await self.sup.snapshots.snapshot(with_stats=True, max_age=max_age)
         data = J.accstatz(snap, q)
         if not data["account_statz"] and not unused:
             raise _Skip

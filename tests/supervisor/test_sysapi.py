@@ -95,3 +95,21 @@ def test_in_flight_bound_drops_and_counts(monkeypatch: Any) -> None:
         return sup.sysapi.counters()
 
     assert asyncio.run(main()) == {"answered": 2, "dropped": 3, "in_flight": 0}
+
+
+def test_tenant_requests_reuse_recent_worker_counters() -> None:
+    """Another account's requests cost at most one worker gather per
+    TENANT_MAX_AGE; the system account always gets fresh counters."""
+
+    async def main() -> tuple[int, int]:
+        sup = FakeSupervisor()
+        for _ in range(5):
+            sup.sysapi.handle(M.SysRequest(account="A", subject=b"$SYS.REQ.ACCOUNT.PING.CONNZ", reply=b"r", payload=b"", client_id=1))
+            await asyncio.gather(*list(sup.sysapi._tasks))
+        tenant = sup.gathers
+        for _ in range(3):
+            sup.sysapi.handle(M.SysRequest(account="$SYS", subject=b"$SYS.REQ.SERVER.PING.CONNZ", reply=b"r", payload=b"", client_id=1))
+            await asyncio.gather(*list(sup.sysapi._tasks))
+        return tenant, sup.gathers - tenant
+
+    assert asyncio.run(main()) == (1, 3)
