@@ -137,6 +137,10 @@ class SysApi:
                 return await self._account_statz(opts, None if acc == "PING" else [acc])
             if ep == "JSZ":
                 return self._envelope(data=None, error=(500, "jetstream not enabled"))
+            if ep == "INFO":
+                return await self._account_info(acc)
+            if ep == "CONNS":
+                return await self._account_conns(acc)
             if ep == "SUBSZ":
                 opts.update(subscriptions=True, account=acc)
             elif ep == "CONNZ":
@@ -176,6 +180,31 @@ class SysApi:
         except BadRequest as e:
             return self._envelope(error=(500, str(e)))
         return self._envelope(data=data)
+
+    async def _account_info(self, account: str) -> bytes:
+        """``ACCOUNT.<acc>.INFO``: the ``/accountz?acc=`` detail."""
+        snap = await self.sup.snapshots.snapshot(with_stats=True)
+        try:
+            data = J.accountz(snap, {"acc": [account]})["account_detail"]
+        except BadRequest as e:
+            return self._envelope(data=None, error=(500, str(e)))
+        return self._envelope(data=data)
+
+    async def _account_conns(self, account: str) -> bytes:
+        """``ACCOUNT.<acc>.CONNS``: the account's statz row as an
+        ``account_connections`` advisory; no reply while it has no clients."""
+        snap = await self.sup.snapshots.snapshot(with_stats=True)
+        rows = J.accstatz(snap, {"acc": [account]})["account_statz"]
+        if not rows:
+            raise _Skip
+        event = {
+            "type": "io.nats.server.advisory.v1.account_connections",
+            "id": _nuid(),
+            "timestamp": rfc3339(time.time()),
+            "server": self.server_info(),
+        }
+        event.update(rows[0])
+        return msgspec.json.encode(event)
 
     async def _account_statz(self, opts: dict[str, Any], accounts: list[str] | None, max_age: float = 0.0) -> bytes:
         unused = bool(opts.get("include_unused"))
@@ -247,7 +276,7 @@ class SysApi:
         client.update(name_tag=self.sup.name_tags(entry.account, entry.jwt)[0], kind="Client", client_type="nats")
         event: dict[str, Any] = {
             "type": "io.nats.server.advisory.v1.client_" + ("disconnect" if closed else "connect"),
-            "id": "".join(secrets.choice(_BASE62) for _ in range(22)),  # a NUID's shape
+            "id": _nuid(),
             "timestamp": rfc3339(now),
             "server": self.server_info(),
             # omitempty, as nats-server; the client's JWT is never repeated (docs/security.md)
@@ -347,3 +376,8 @@ def _public_permissions(p: Permissions | None) -> dict[str, Any]:
     if p.allow_responses is not None:
         out["responses"] = {"max": p.allow_responses.max_msgs, "ttl": int(p.allow_responses.expires * 1e9)}
     return out
+
+
+def _nuid() -> str:
+    """An event id in the shape of nats-server's NUIDs (22 base-62 characters)."""
+    return "".join(secrets.choice(_BASE62) for _ in range(22))

@@ -21,6 +21,9 @@ SID = "NSERVERID"
         (b"$SYS.REQ.SERVER.PING.STATZ", None),  # STATZ is an account endpoint
         (b"$SYS.REQ.SERVER.PING.PROFILEZ", None),
         (b"$SYS.REQ.ACCOUNT.A.SUBSZ", ApiRoute("account", "SUBSZ", "A")),
+        (b"$SYS.REQ.ACCOUNT.A.INFO", ApiRoute("account", "INFO", "A")),
+        (b"$SYS.REQ.ACCOUNT.A.CONNS", ApiRoute("account", "CONNS", "A")),
+        (b"$SYS.REQ.ACCOUNT.A.BOGUS", None),
         (b"$SYS.REQ.ACCOUNT.PING.STATZ", ApiRoute("account", "STATZ", "PING")),
         (b"$SYS.REQ.ACCOUNT.A.CLAIMS.UPDATE", None),
         (b"$SYS.REQ.ACCOUNT..CONNZ", None),

@@ -32,7 +32,10 @@ system_account: SYS
 """
 NO_REPLY = "no responders"
 TIMEOUT = "timeout"
-IGNORED_KEYS = {"feature_flags"}  # nats-server 2.11+; natsd speaks 2.10
+# feature_flags: nats-server 2.11+, natsd speaks 2.10. imports: natsd's
+# account detail lists no imports (nats-server lists the system imports it
+# adds to every account; docs/operations.md).
+IGNORED_KEYS = {"feature_flags", "imports"}
 
 
 async def req(nc: nats.NATS, subject: str, data: bytes = b"", timeout: float = 3.0) -> Any:
@@ -70,8 +73,9 @@ async def session(port: int) -> dict[str, Any]:
     out["sys PING.CONNZ bad json"] = await req(s, "$SYS.REQ.SERVER.PING.CONNZ", b"{bad")
     out["sys PING.CONNZ other server"] = await req(s, "$SYS.REQ.SERVER.PING.CONNZ", b'{"server_name": "elsewhere"}', 0.5)
     out["sys PING.CONNZ subs"] = await req(s, "$SYS.REQ.SERVER.PING.CONNZ", b'{"subscriptions": true, "acc": "B"}')
-    for ep in ("SUBSZ", "CONNZ", "STATZ", "JSZ", "LEAFZ"):
+    for ep in ("SUBSZ", "CONNZ", "STATZ", "JSZ", "LEAFZ", "INFO", "CONNS"):
         out["sys ACCOUNT.B." + ep] = await req(s, "$SYS.REQ.ACCOUNT.B." + ep)
+    out["sys ACCOUNT.NOPE.INFO"] = await req(s, "$SYS.REQ.ACCOUNT.NOPE.INFO")
     out["sys ACCOUNT.PING.STATZ"] = await req(s, "$SYS.REQ.ACCOUNT.PING.STATZ")
     idz = out["sys PING.IDZ"]
     out["sys direct VARZ"] = await req(s, f"$SYS.REQ.SERVER.{idz['id']}.VARZ")
@@ -148,6 +152,8 @@ def test_system_account_views(results: dict[str, dict[str, Any]], kind: str) -> 
     assert sorted(row["acc"] for row in r["sys ACCOUNT.PING.STATZ"]["data"]["account_statz"]) == ["A", "B", "SYS"]
     assert r["sys PING.HEALTHZ"]["data"] == {"status": "ok", "status_code": 200}
     assert r["sys ACCOUNT.B.JSZ"]["error"] == {"code": 500, "description": "jetstream not enabled"}
+    assert r["sys ACCOUNT.B.INFO"]["data"]["client_connections"] == 1
+    assert r["sys ACCOUNT.NOPE.INFO"]["error"] == {"code": 500, "description": "Account NOPE does not exist"}
     assert r["sys PING.CONNZ bad json"]["error"]["code"] == 400
     assert r["sys PING.CONNZ other server"] == TIMEOUT  # filtered: no reply
     assert r["sys PING.STATZ"] == r["sys PING.BOGUS"] == r["sys other server VARZ"] == NO_REPLY
