@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from natsd.auth.sysreq import ApiRoute, api_route
+from natsd.auth.sysreq import ACCOUNT_SCOPED, ApiRoute, api_route
 from natsd.config.schema import Permissions
 from natsd.ipc import messages as M
 from supervisor import monitor_json as J
@@ -117,6 +117,8 @@ class SysApi:
 
     async def respond(self, req: M.SysRequest, route: ApiRoute) -> bytes:
         system = req.account == self.sup.system_account_name()
+        if not system and req.subject not in ACCOUNT_SCOPED:
+            raise _Skip  # the worker never forwards these; checked again here
         try:
             opts = self._options(req.payload)
         except BadRequest as e:

@@ -113,3 +113,9 @@ def test_tenant_requests_reuse_recent_worker_counters() -> None:
         return tenant, sup.gathers - tenant
 
     assert asyncio.run(main()) == (1, 3)
+
+
+def test_other_accounts_never_get_system_views_even_if_forwarded() -> None:
+    assert ask("$SYS.REQ.SERVER.PING.VARZ", account="A") == []
+    assert ask("$SYS.REQ.ACCOUNT.B.CONNZ", account="A") == []
+    assert ask("$SYS.REQ.SERVER.PING", account="A") == []
