@@ -323,7 +323,7 @@ class SysApi:
             return {}
         try:
             opts = msgspec.json.decode(payload)
-        except msgspec.DecodeError as e:
+        except (msgspec.DecodeError, RecursionError) as e:  # deep nesting is the client's error too
             raise BadRequest(str(e)) from None
         if not isinstance(opts, dict):
             raise BadRequest("json: cannot unmarshal request options: expected an object")

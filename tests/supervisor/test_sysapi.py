@@ -119,3 +119,8 @@ def test_other_accounts_never_get_system_views_even_if_forwarded() -> None:
     assert ask("$SYS.REQ.SERVER.PING.VARZ", account="A") == []
     assert ask("$SYS.REQ.ACCOUNT.B.CONNZ", account="A") == []
     assert ask("$SYS.REQ.SERVER.PING", account="A") == []
+
+
+def test_deeply_nested_options_are_a_bad_request_not_a_crash() -> None:
+    [deep] = ask("$SYS.REQ.ACCOUNT.PING.CONNZ", b"[" * 100_000 + b"]" * 100_000, account="A")
+    assert deep["error"]["code"] == 400
