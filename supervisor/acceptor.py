@@ -99,6 +99,11 @@ class Handshake:
         except (ConnectionError, OSError) as e:
             log.debug("cid:%d - %s:%d - connection error before hand-off: %s", self.cid, self.host, self.port, e)
             self._close()
+        except Exception:
+            # A bug reached by client input: the client is closed (its socket
+            # is never leaked) and the traceback logged; the supervisor goes on.
+            log.exception("cid:%d - %s:%d - internal error before hand-off", self.cid, self.host, self.port)
+            self._close()
 
     async def _send(self, data: bytes) -> None:
         if self.tls is not None:

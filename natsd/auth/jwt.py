@@ -436,7 +436,10 @@ def decode(token: str, *, max_size: int = MAX_TOKEN_SIZE) -> Claims:
         raise JwtError("bad_header", "typ is not JWT")
     if not isinstance(alg, str) or alg.lower() not in ("ed25519", "ed25519-nkey"):
         raise JwtError("bad_header", "unexpected algorithm")
-    payload = _drop_nulls(_json_object(_b64url(chunks[1])))
+    try:
+        payload = _drop_nulls(_json_object(_b64url(chunks[1])))
+    except RecursionError:  # nesting deep enough to pass the decoder, not the walk
+        raise JwtError("malformed", "segment is nested too deeply") from None
     signature = _b64url(chunks[2])
 
     top_type, nats = payload.get("type"), payload.get("nats")

@@ -52,15 +52,23 @@ _decoder = msgspec.json.Decoder()
 
 
 def decode_go_json(data: bytes) -> Any:
-    """Decode JSON accepting invalid UTF-8 as Go does; raise ValueError if malformed."""
+    """Decode JSON accepting invalid UTF-8 as Go does; raise ValueError if malformed.
+
+    Nesting deeper than Python's recursion limit (a few hundred levels fit in
+    a 4 KiB CONNECT) is refused as malformed: Go's decoder would accept it,
+    but no real client sends it."""
     try:
         return _decoder.decode(data)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
     except msgspec.DecodeError as exc:
         if "UTF-8" not in str(exc):
             raise ValueError(str(exc)) from None
     fixed = data.decode("utf-8", "natsd-go-replace").encode("utf-8")
     try:
         return _decoder.decode(fixed)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
     except msgspec.DecodeError as exc:
         raise ValueError(str(exc)) from None
 

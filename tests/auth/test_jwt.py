@@ -189,3 +189,18 @@ def test_mutations_never_verify_and_only_raise_jwt_error(data: st.DataObject) ->
 def test_garbage_only_raises_jwt_error(text: str) -> None:
     with pytest.raises(JwtError):
         decode(text)
+
+
+@pytest.mark.parametrize("depth", [10, 400, 900, 990, 1500, 5000])
+def test_deeply_nested_claims_are_malformed_never_a_crash(depth: int) -> None:
+    """Nesting that passes the JSON decoder but not a recursive walk (or
+    neither) is a JwtError like any other malformed token."""
+    import base64
+
+    def b64(b: bytes) -> str:
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+    head = b64(json.dumps({"typ": "JWT", "alg": "ed25519-nkey"}).encode())
+    body = b64(b'{"sub":"x","x":' + b"[" * depth + b"]" * depth + b"}")
+    with pytest.raises(JwtError):
+        decode(f"{head}.{body}.{b64(b'sig')}")

@@ -59,3 +59,25 @@ def test_garbage_never_crashes_anything() -> None:
         assert transcript(server.port, b'CONNECT {"verbose":false}\r\nPING\r\n') == ["PONG"]
         log = server.log()
         assert "Traceback" not in log and "Exception" not in log, log[-3000:]
+
+
+def test_deeply_nested_json_is_refused_cleanly() -> None:
+    """JSON nested past Python's recursion limit, in a first CONNECT (the
+    supervisor parses it), a second CONNECT (the worker does) and a system
+    API request: each is refused like malformed input; nothing is logged as
+    an internal error and every process keeps serving. (Deep JWTs:
+    tests/auth/test_jwt.py.)"""
+    deep = b"[" * 1500 + b"]" * 1500
+    with running("natsd", workers=1) as server:
+        before = worker_pids(server.proc.pid)
+        first = b'CONNECT {"verbose":false,"x":' + deep + b"}\r\nPING\r\n"
+        assert transcript(server.port, first) == ["<closed>"]
+        second = b'CONNECT {"verbose":false}\r\nPING\r\n' + first
+        assert transcript(server.port, second) == ["PONG", "<closed>"]
+        api = b'CONNECT {"verbose":false}\r\nSUB _INBOX.d 1\r\nPUB $SYS.REQ.ACCOUNT.PING.CONNZ _INBOX.d 3000\r\n' + deep + b"\r\nPING\r\n"
+        lines = transcript(server.port, api, settle=0.5)
+        assert "PONG" in lines and any('"code":400' in x for x in lines), lines
+        assert worker_pids(server.proc.pid) == before
+        assert transcript(server.port, b'CONNECT {"verbose":false}\r\nPING\r\n') == ["PONG"]
+        log = server.log()
+        assert "Traceback" not in log and "internal error" not in log, log[-3000:]

@@ -158,3 +158,18 @@ def test_info_line_go_escapes() -> None:
     assert line == (b'INFO {"server_name":"a\\u003cb\\u003e\\u0026c\\u2028\\"",'
                     b'"port":1,"headers":true} \r\n')
     assert msgspec.json.decode(line[5:-3])["server_name"] == "a<b>&c\u2028\""
+
+
+@pytest.mark.parametrize("depth", [400, 990, 1500, 2000])
+def test_deeply_nested_connect_is_malformed_never_a_crash(depth: int) -> None:
+    """A CONNECT nested past the decoder's recursion limit is refused like
+    malformed JSON (close, no -ERR); a shallower one is parsed."""
+    from natsd.proto.errors import ProtocolError
+
+    arg = b'{"verbose":false,"x":' + b"[" * depth + b"]" * depth + b"}"
+    try:
+        opts = parse_connect(arg)
+    except ProtocolError as e:
+        assert e.close and e.text is None
+    else:
+        assert opts.verbose is False
