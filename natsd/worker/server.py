@@ -31,6 +31,7 @@ import time
 import msgspec
 
 from natsd import log as natslog
+from natsd.auth.sysreq import is_claims_request
 from natsd.config.schema import Account as Account_
 from natsd.ipc import messages as M
 from natsd.ipc.channel import Channel, ChannelClosed, ChannelFull, MessageTooLarge, _close_all
@@ -47,6 +48,8 @@ from natsd.worker.account import Account
 from natsd.worker.client import Client
 from natsd.worker.router import Router
 
+MAX_API_OPTIONS = 64 * 1024  # bytes of a monitoring request's JSON options forwarded
+
 log = logging.getLogger("natsd.worker")
 
 EXIT_BOOT_ERROR = 3
@@ -59,6 +62,8 @@ class Worker:
         # Set by Hello, before any hand-off can be adopted.
         self.config: M.WorkerConfig = None  # type: ignore[assignment]
         self.server_id = ""  # $SYS.REQ.SERVER.<id>.<EP> is ours only with this id
+        self.up_dropped = 0  # messages to the supervisor that could not be sent
+        self._up_warned_at = -1.0
         self.accounts: dict[str, Account] = {}
         self.clients: dict[int, Client] = {}
         self.dirty: list[Client] = []
@@ -294,17 +299,27 @@ class Worker:
             self.accounts.pop(acc.name, None)
 
     def forward_system_request(self, client: Client, subject: bytes, reply: bytes | None, payload: bytes) -> None:
+        if len(payload) > MAX_API_OPTIONS and not is_claims_request(subject):
+            # Monitoring options are a few bytes of JSON; what is cut here
+            # fails to decode and the requester gets a 400.
+            payload = payload[:MAX_API_OPTIONS]
         req = M.SysRequest(account=client.account.name, subject=subject, reply=reply, payload=payload, client_id=client.cid)
         self._send_up(req)
 
     def _send_up(self, *msgs: M._Msg) -> None:
-        """Send to the supervisor; a message that cannot go is logged, never
-        fatal to the worker or to the client that caused it."""
+        """Send to the supervisor; a message that cannot go is counted and
+        logged (at most once a second, so a tenant flooding ``$SYS.REQ``
+        cannot flood the log), never fatal to the worker or to the client
+        that caused it."""
         for msg in msgs:
             try:
                 self.channel.send(M.encode(msg))
             except (ChannelClosed, ChannelFull, MessageTooLarge) as e:
-                log.warning("message to the supervisor dropped: %r", e)
+                self.up_dropped += 1
+                now = time.monotonic()
+                if now - self._up_warned_at >= 1.0:
+                    self._up_warned_at = now
+                    log.warning("message to the supervisor dropped: %r (%d dropped so far)", e, self.up_dropped)
 
     def flush(self, producer: Client | None = None) -> None:
         """Write every touched connection once; if one of them is over its

@@ -77,6 +77,11 @@ def test_deeply_nested_json_is_refused_cleanly() -> None:
         api = b'CONNECT {"verbose":false}\r\nSUB _INBOX.d 1\r\nPUB $SYS.REQ.ACCOUNT.PING.CONNZ _INBOX.d 3000\r\n' + deep + b"\r\nPING\r\n"
         lines = transcript(server.port, api, settle=0.5)
         assert "PONG" in lines and any('"code":400' in x for x in lines), lines
+        # Options far beyond any real request (here 512 KiB) are cut in the worker: a 400.
+        big = b'{"acc": "' + b"x" * (512 * 1024) + b'"}'
+        api = b'CONNECT {"verbose":false}\r\nSUB _INBOX.d 1\r\nPUB $SYS.REQ.ACCOUNT.PING.CONNZ _INBOX.d %d\r\n' % len(big)
+        lines = transcript(server.port, api + big + b"\r\nPING\r\n", settle=0.5)
+        assert "PONG" in lines and any('"code":400' in x for x in lines), lines
         assert worker_pids(server.proc.pid) == before
         assert transcript(server.port, b'CONNECT {"verbose":false}\r\nPING\r\n') == ["PONG"]
         log = server.log()
