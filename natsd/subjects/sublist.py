@@ -210,6 +210,50 @@ def _match_level(
         _add_node(pwc, psubs, qsubs)
 
 
+# Subjects with more tokens than this are matched by :func:`_match_deep`: the
+# recursive walk forks at every ``*`` level, and a client may subscribe to a
+# subject of ~2,000 tokens (a 4 KiB control line), deeper than Python's stack.
+DEEP_SUBJECT_TOKENS = 128
+
+
+def _match_deep(root: _Level[S], toks: list[bytes], psubs: list[S], qsubs: dict[bytes, list[S]]) -> None:
+    """:func:`_match_level` with an explicit stack: the same results in the
+    same order, for subjects of any depth."""
+    n = len(toks)
+    # A frame is a suspended call: [level, next token index, node, pwc].
+    stack: list[list[Any]] = [[root, 0, None, None]]
+    while stack:
+        frame = stack[-1]
+        level, i, node, pwc = frame
+        forked = early = False
+        while i < n:
+            if level is None:
+                early = True
+                break
+            if level.fwc is not None:
+                _add_node(level.fwc, psubs, qsubs)
+            pwc = level.pwc
+            node = level.nodes.get(toks[i])
+            after = node.next if node is not None else None
+            if pwc is not None:
+                # Resume here (with the literal branch) once the ``*`` branch is done.
+                frame[0], frame[1], frame[2], frame[3] = after, i + 1, node, pwc
+                stack.append([pwc.next, i + 1, None, None])
+                forked = True
+                break
+            level = after
+            i += 1
+        if forked:
+            continue
+        stack.pop()
+        if early:
+            continue
+        if node is not None:
+            _add_node(node, psubs, qsubs)
+        if pwc is not None:
+            _add_node(pwc, psubs, qsubs)
+
+
 def _any_level(level: _Level[S] | None, toks: list[bytes], start: int) -> bool:
     """Like :func:`_match_level` but stops at the first subscription found."""
     node: _Node[S] | None = None
@@ -475,7 +519,10 @@ class Sublist(Generic[S]):
             return EMPTY_RESULT
         psubs: list[S] = []
         qsubs: dict[bytes, list[S]] = {}
-        _match_level(self._root, toks, 0, psubs, qsubs)
+        if len(toks) <= DEEP_SUBJECT_TOKENS:
+            _match_level(self._root, toks, 0, psubs, qsubs)
+        else:
+            _match_deep(self._root, toks, psubs, qsubs)
         if qsubs:
             r = _new_result(SublistResult, (tuple(psubs), tuple([tuple(g) for g in qsubs.values()])))
         elif psubs:
@@ -506,6 +553,11 @@ class Sublist(Generic[S]):
         toks = subject.split(SEP)
         if b"" in toks:
             return False
+        if len(toks) > DEEP_SUBJECT_TOKENS:
+            psubs: list[S] = []
+            qsubs: dict[bytes, list[S]] = {}
+            _match_deep(self._root, toks, psubs, qsubs)
+            return bool(psubs or qsubs)
         return _any_level(self._root, toks, 0)
 
     def match_intersecting(self, subject: bytes) -> list[S]:

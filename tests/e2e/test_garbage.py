@@ -86,3 +86,24 @@ def test_deeply_nested_json_is_refused_cleanly() -> None:
         assert transcript(server.port, b'CONNECT {"verbose":false}\r\nPING\r\n') == ["PONG"]
         log = server.log()
         assert "Traceback" not in log and "internal error" not in log, log[-3000:]
+
+
+def test_subjects_of_two_thousand_tokens_like_nats_server() -> None:
+    """A 4 KiB control line holds a ~2,000-token subject; both servers match
+    it against literal and wildcard subscriptions and keep serving."""
+    n = 1900
+    literal = b".".join([b"a"] * n)
+    stars = b".".join([b"*"] * (n - 1) + [b">"])
+    script = (
+        b'CONNECT {"verbose":false}\r\nSUB ' + literal + b" 1\r\nSUB " + stars + b" 2\r\nSUB > 3\r\n"
+        b"PUB " + literal + b" 1\r\nx\r\nPING\r\n"
+    )
+    out = {}
+    for kind in ("natsd", "nats-server"):
+        with running(kind) as server:
+            out[kind] = sorted(transcript(server.port, script))
+            assert transcript(server.port, b'CONNECT {"verbose":false}\r\nPING\r\n') == ["PONG"]
+            if kind == "natsd":
+                assert "Traceback" not in server.log()
+    assert out["natsd"] == out["nats-server"]
+    assert len([x for x in out["natsd"] if x.startswith("MSG ")]) == 3

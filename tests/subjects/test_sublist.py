@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -368,3 +368,48 @@ def test_newline_subjects_are_not_cached() -> None:
     w = Subscription(b"a.>")
     sl.insert(w)
     assert len(sl.match(b"a.x\ny").psubs) == 2
+
+
+# -- deep subjects ------------------------------------------------------------------
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(pattern_st, queue_st), max_size=12), literal_st)
+def test_deep_walk_matches_the_recursive_walk_in_order(entries: list[tuple[bytes, bytes | None]], subject: bytes) -> None:
+    """The explicit-stack walk used for very long subjects returns exactly
+    what the recursive one does, in the same order (delivery order)."""
+    from natsd.subjects.sublist import _match_deep, _match_level
+
+    sl: Sublist[Subscription] = Sublist(cache=False)
+    for i, (pattern, queue) in enumerate(entries):
+        sl.insert(Subscription(pattern, queue, sid=str(i).encode()))
+    toks = subject.split(b".")
+    rec_p: list[Subscription] = []
+    rec_q: dict[bytes, list[Subscription]] = {}
+    deep_p: list[Subscription] = []
+    deep_q: dict[bytes, list[Subscription]] = {}
+    _match_level(sl._root, toks, 0, rec_p, rec_q)
+    _match_deep(sl._root, toks, deep_p, deep_q)
+    assert [s.sid for s in deep_p] == [s.sid for s in rec_p]
+    assert {k: [s.sid for s in v] for k, v in deep_q.items()} == {k: [s.sid for s in v] for k, v in rec_q.items()}
+    assert list(deep_q) == list(rec_q)
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_subjects_of_thousands_of_tokens(cache: bool) -> None:
+    """A client may subscribe and publish with ~2,000 tokens (4 KiB control
+    line); matching must not depend on Python's recursion limit."""
+    n = 3000
+    literal = b".".join([b"a"] * n)
+    stars = b".".join([b"*"] * (n - 1) + [b">"])
+    mixed = b".".join([b"*", b"a"] * (n // 2))
+    sl: Sublist[Subscription] = Sublist(cache=cache)
+    subs = [Subscription(s, sid=str(i).encode()) for i, s in enumerate((literal, stars, mixed, b">"))]
+    for s in subs:
+        sl.insert(s)
+    assert {s.sid for s in sl.match(literal).psubs} == {b"0", b"1", b"2", b"3"}
+    longer = literal + b".a"
+    assert {s.sid for s in sl.match(longer).psubs} == {b"1", b"3"}
+    for s in subs:
+        assert sl.remove(s)
+    assert sl.count() == 0
