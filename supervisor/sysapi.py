@@ -66,6 +66,15 @@ _QUERY_KEYS: dict[str, dict[str, str]] = {
     "ACCOUNTZ": {"account": "acc", "include_unused": "unused"},
 }  # fmt: skip
 _CONN_STATES = {0: "open", 1: "closed", 2: "any"}
+# The JSON type of every option natsd reads; a value of another type is a 400,
+# as Go's json.Unmarshal into nats-server's option structs makes it.
+_OPTION_TYPES: dict[str, tuple[type, str]] = {
+    **{k: (str, "string") for k in ("sort", "user", "acc", "account", "test", "server_name", "host", "cluster", "domain")},
+    **{k: (bool, "bool") for k in ("auth", "subscriptions", "subscriptions_detail", "include_unused", "exact_match")},
+    **{k: (int, "int") for k in ("offset", "limit", "cid", "state")},
+    **{k: (list, "[]string") for k in ("accounts", "tags")},
+}
+_JSON_TYPES = {str: "string", bool: "bool", int: "number", float: "number", list: "array", dict: "object"}
 
 
 class _Skip(Exception):
@@ -326,7 +335,18 @@ class SysApi:
         except (msgspec.DecodeError, RecursionError) as e:  # deep nesting is the client's error too
             raise BadRequest(str(e)) from None
         if not isinstance(opts, dict):
-            raise BadRequest("json: cannot unmarshal request options: expected an object")
+            raise BadRequest(f"json: cannot unmarshal {_JSON_TYPES.get(type(opts), 'value')} into Go value of type options")
+        for key, value in opts.items():
+            want = _OPTION_TYPES.get(key)
+            if want is None or value is None:
+                continue
+            typ, go = want
+            ok = isinstance(value, typ) and (typ is bool or not isinstance(value, bool))
+            if ok and typ is list:
+                ok = all(isinstance(x, str) for x in value)
+            if not ok:
+                got = _JSON_TYPES.get(type(value), "value")
+                raise BadRequest(f"json: cannot unmarshal {got} into Go struct field .{key} of type {go}")
         return opts
 
     def _filter(self, opts: dict[str, Any]) -> None:

@@ -25,6 +25,12 @@ PIECES = [
     b"HPUB a 12 14\r\nNATS/1.0\r\n\r\nhi\r\n", b"HPUB a 20 10\r\n", b"PING\r\n", b"PONG\r\n", b"-ERR 'x'\r\n",
     b"INFO {}\r\n", b"+OK\r\n", b"MSG a 1 1\r\nx\r\n", b"\r\n", b"\n", b" ", b"\t", b"\x00\xff\x16\x03\x01",
     b"PUB " + b"a" * 5000 + b" 1\r\n", b"SUB _INBOX.> 9\r\nPUB a _INBOX.x 1\r\n1\r\n", b"PUB $SYS.REQ.SERVER.PING _INBOX.x 0\r\n\r\n",
+    # Deep subjects and JSON, and the system API with junk options.
+    b"SUB " + b".".join([b"*"] * 1500) + b" 7\r\n", b"PUB " + b".".join([b"a"] * 1500) + b" 0\r\n\r\n",
+    b'CONNECT {"x":' + b"[" * 1200 + b"]" * 1200 + b"}\r\n",
+    b"PUB $SYS.REQ.USER.INFO _INBOX.u 3\r\n{x}\r\n", b"PUB $SYS.REQ.ACCOUNT.PING.CONNZ _INBOX.c 17\r\n{\"limit\": \"abc\"}\r\n",
+    b"PUB $SYS.REQ.ACCOUNT.PING.STATZ _INBOX.s 20\r\n{\"accounts\": [1, {}]}\r\n",
+    b"PUB $SYS.REQ.SERVER.PING.CONNZ _INBOX.c 13\r\n{\"state\": 1e9}\r\n",
 ]
 
 

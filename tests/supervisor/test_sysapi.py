@@ -124,3 +124,13 @@ def test_other_accounts_never_get_system_views_even_if_forwarded() -> None:
 def test_deeply_nested_options_are_a_bad_request_not_a_crash() -> None:
     [deep] = ask("$SYS.REQ.ACCOUNT.PING.CONNZ", b"[" * 100_000 + b"]" * 100_000, account="A")
     assert deep["error"]["code"] == 400
+
+
+def test_options_of_the_wrong_json_type_are_a_bad_request() -> None:
+    for body in (b'{"limit": "abc"}', b'{"subscriptions": "yes"}', b'{"acc": 5}', b'{"accounts": "A"}',
+                 b'{"accounts": [1]}', b'{"state": true}', b'{"offset": 1.5}', b'{"server_name": []}'):  # fmt: skip
+        [reply] = ask("$SYS.REQ.SERVER.PING.CONNZ", body)
+        assert reply["error"]["code"] == 400, body
+        assert reply["error"]["description"].startswith("json: cannot unmarshal"), body
+    [ok] = ask("$SYS.REQ.SERVER.PING.CONNZ", b'{"limit": 5, "subscriptions": true, "unknown": [1]}')
+    assert ok["data"]["limit"] == 5
