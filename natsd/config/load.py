@@ -313,14 +313,17 @@ def _apply_tls_flags(ctx: Ctx, kw: dict[str, Any], cli: Cli) -> None:
 
 
 def _finish(ctx: Ctx, kw: dict[str, Any], where: dict[str, Pos]) -> Options | None:
-    here = lambda k: where.get(k, Pos("<command line>", 0, 0))  # noqa: E731
+    def here(*keys: str) -> Pos:
+        """Where the first of ``keys`` that the file set is; else the command line."""
+        return next((where[k] for k in keys if k in where), Pos("<command line>", 0, 0))
+
     auth: Authorization = kw.get("authorization", Authorization())
     accts = kw.get("accounts", ())
     acct_users = [u for a in accts for u in a.users]
     if acct_users and auth.token:
-        ctx.err(here("authorization"), "Can not have a token and a users array")
+        ctx.err(here("authorization", "accounts"), "Can not have a token and a users array")
     if acct_users and (auth.user or auth.password):
-        ctx.err(here("authorization"), "Can not have a single user/pass and a users array")
+        ctx.err(here("authorization", "accounts"), "Can not have a single user/pass and a users array")
     if auth.token and (auth.user or auth.password) and "authorization" not in where:
         ctx.err(here("authorization"), "Cannot have a user/pass and token")
     _check_operator_mode(ctx, kw, auth, acct_users, here)
@@ -336,7 +339,7 @@ def _finish(ctx: Ctx, kw: dict[str, Any], where: dict[str, Pos]) -> Options | No
         q = Options().max_pending if pending is None else pending
         if p > q:
             ctx.err(
-                here("max_payload" if "max_payload" in where else "max_pending"),
+                here("max_payload", "max_pending"),
                 f"max_payload ({p}) cannot be higher than max_pending ({q})",
             )
     if kw.get("remote_syslog"):

@@ -157,3 +157,11 @@ def test_bad_remote_syslog_is_a_config_error_at_its_line(tmp_path: Path, url: st
     with pytest.raises(ConfigErrors) as ei:
         load(["-c", str(conf)])
     assert f"{conf}:2:" in str(ei.value) and message in str(ei.value)
+
+
+def test_conflict_between_flag_and_file_points_at_the_file_line(tmp_path: Path) -> None:
+    conf = tmp_path / "acc.conf"
+    conf.write_text('port: 4222\naccounts {\n  A: { users: [ {user: a, password: b} ] }\n}\n')
+    with pytest.raises(ConfigErrors) as ei:
+        load(["-c", str(conf), "--auth", "tok"])
+    assert f"{conf}:2:" in str(ei.value) and "Can not have a token and a users array" in str(ei.value)
