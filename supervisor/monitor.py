@@ -221,6 +221,7 @@ class Snapshots:
             cores=os.cpu_count() or 1,
             http_req_stats=dict(self.req_stats),
             system_api=sup.sysapi.counters(),
+            account_defs=sup.account_routes(),
         )
 
 

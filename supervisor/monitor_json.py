@@ -33,7 +33,7 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from natsd.config.schema import Options
+from natsd.config.schema import Account, Options
 from natsd.ipc import messages as M
 from natsd.subjects.tokens import subject_matches
 from supervisor.monitor_format import (
@@ -86,6 +86,7 @@ class Snapshot:
     cores: int = 1
     http_req_stats: Mapping[str, int] = dataclasses.field(default_factory=dict)
     system_api: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    account_defs: tuple[Account, ...] = ()  # exports and imports, no users
 
     def conns(self) -> list[M.ConnStats]:
         return [c for s in self.stats for c in s.connections]
@@ -437,6 +438,48 @@ def accountz(snap: Snapshot, q: Query) -> dict[str, Any]:
         "name_tag": acc,
         "sublist_stats": sublist,
     }
+    for d in snap.account_defs:
+        if d.name == acc:
+            out["account_detail"].update(_exports_imports(d))
+            break
+    return out
+
+
+_RESPONSE_TYPES = {"singleton": "Singleton", "stream": "Streamed", "chunked": "Chunked"}
+
+
+def _exports_imports(acc: Account) -> dict[str, Any]:
+    """nats-server's ``exports``/``imports`` of an account detail (omitted when empty)."""
+    exports: list[dict[str, Any]] = []
+    for se in acc.service_exports:
+        d: dict[str, Any] = {"subject": se.subject, "type": "service"}
+        d["response_type"] = _RESPONSE_TYPES.get(se.response_type, se.response_type)
+        if se.accounts:
+            d["approved_accounts"] = list(se.accounts)
+        exports.append(d)
+    for st in acc.stream_exports:
+        d = {"subject": st.subject, "type": "stream"}
+        if st.accounts:
+            d["approved_accounts"] = list(st.accounts)
+        exports.append(d)
+    imports: list[dict[str, Any]] = []
+    flags = {"invalid": False, "share": False, "tracking": False}
+    for si in acc.stream_imports:
+        local = si.to or (f"{si.prefix}.{si.subject}" if si.prefix else si.subject)
+        d = {"subject": si.subject, "account": si.account}
+        if si.to:
+            d["to"] = si.to
+        imports.append({**d, "local_subject": local, "type": "stream", **flags})
+    for vi in acc.service_imports:
+        d = {"subject": vi.subject, "account": vi.account}
+        if vi.to:
+            d["to"] = vi.to
+        imports.append({**d, "local_subject": vi.to or vi.subject, "type": "service", **flags})
+    out: dict[str, Any] = {}
+    if exports:
+        out["exports"] = exports
+    if imports:
+        out["imports"] = imports
     return out
 
 

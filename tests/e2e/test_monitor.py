@@ -250,3 +250,33 @@ def test_busy_monitor_port_is_fatal_like_nats_server() -> None:
             assert run.returncode == 1, out
             assert "[FTL] Can't start monitoring: can't listen to the monitor port" in out, out
             assert "Listening for client connections" not in out, out
+
+
+def test_account_detail_lists_exports_and_imports_like_nats_server(tmp_path: Path) -> None:
+    conf = tmp_path / "acc.conf"
+    conf.write_text(
+        """
+accounts {
+  A: { users: [{user: a, password: a}], exports: [{stream: "s.>"}, {service: "svc.>", response_type: stream},
+                                                  {stream: "priv.>", accounts: [B]}] }
+  B: { users: [{user: b, password: b}], imports: [{stream: {account: A, subject: "s.>"}, prefix: "from"},
+                                                  {service: {account: A, subject: "svc.x"}, to: "x"}] }
+}
+no_system_account: true
+"""
+    )
+
+    def key(d: dict[str, Any]) -> str:
+        return json.dumps(d, sort_keys=True)
+
+    got: dict[str, Any] = {}
+    for kind in ("natsd", "nats-server"):
+        with monitored(kind, str(conf)) as (_server, mport):
+            for acc in ("A", "B"):
+                status, doc = http_get(mport, f"/accountz?acc={acc}")
+                assert status == 200
+                detail = doc["account_detail"]
+                got[f"{kind} {acc}"] = {k: sorted(detail.get(k) or [], key=key) for k in ("exports", "imports")}
+    assert got["natsd A"] == got["nats-server A"]
+    assert got["natsd B"] == got["nats-server B"]
+    assert len(got["natsd A"]["exports"]) == 3 and len(got["natsd B"]["imports"]) == 2

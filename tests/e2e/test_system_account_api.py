@@ -32,9 +32,9 @@ system_account: SYS
 """
 NO_REPLY = "no responders"
 TIMEOUT = "timeout"
-# feature_flags: nats-server 2.11+, natsd speaks 2.10. imports: natsd's
-# account detail lists no imports (nats-server lists the system imports it
-# adds to every account; docs/operations.md).
+# feature_flags: nats-server 2.11+, natsd speaks 2.10. imports: these
+# accounts import nothing, but nats-server lists the system imports it adds
+# to every account (docs/operations.md).
 IGNORED_KEYS = {"feature_flags", "imports"}
 
 

@@ -76,6 +76,9 @@ class FakeSupervisor:
     def loop(self) -> asyncio.AbstractEventLoop:
         return asyncio.get_running_loop()
 
+    def account_routes(self) -> tuple[Account, ...]:
+        return self.opts.accounts
+
     def system_account_name(self) -> str | None:
         return self.opts.system_account
 
