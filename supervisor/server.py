@@ -433,6 +433,7 @@ class Supervisor:
         log.info("Entering lame duck mode, stop accepting new clients")
         self.lame_duck = True
         self._stop_accepting()
+        self.sysapi.server_event("LAMEDUCK")
         info = dict(self.info)
         info["ldm"] = True
         self.arbiter.broadcast(M.LameDuck(duration=o.lame_duck_duration, grace=o.lame_duck_grace_period, info=info))
@@ -456,6 +457,9 @@ class Supervisor:
 
     async def shutdown(self) -> None:
         self._stop_accepting()
+        # Ahead of the workers' Shutdown on the same ordered channel, so the
+        # system account's subscribers get it before their connections close.
+        self.sysapi.server_event("SHUTDOWN")
         for m in (self.monitor, self.https_monitor):
             if m is not None:
                 m.close()

@@ -249,6 +249,14 @@ class SysApi:
         kind = b"DISCONNECT" if closed else b"CONNECT"
         self._client_event(b"$SYS.ACCOUNT." + entry.account.encode() + b"." + kind, cid, entry, closed)
 
+    def server_event(self, kind: str) -> None:
+        """``$SYS.SERVER.<id>.SHUTDOWN`` or ``.LAMEDUCK``: the server block alone."""
+        sys_acc = self.sup.system_account_name()
+        if sys_acc is None or not self.sup.account_conns.get(sys_acc):
+            return
+        subject = f"$SYS.SERVER.{self.sup.server_id}.{kind}".encode()
+        self.sup.publish(sys_acc, subject, msgspec.json.encode(self.server_info()))
+
     def auth_error_event(self, cid: int, host: str, start: float, attempt: ConnectOptions | None) -> None:
         """``$SYS.SERVER.<id>.CLIENT.AUTH.ERR``: a client refused with
         ``Authorization Violation``, as nats-server reports it (the user it

@@ -266,3 +266,39 @@ def test_authentication_failures_are_reported_to_the_system_account(kind: str, t
     client = event["client"]
     assert (client["acc"], client["user"], client["name"]) == ("$G", "a", "x\x01y")
     assert "pass" not in json.dumps(event) and "wrong" not in json.dumps(event)
+
+
+@pytest.mark.parametrize("kind", ["natsd", "nats-server"])
+@pytest.mark.parametrize(("signame", "event"), [("SIGUSR2", "LAMEDUCK"), ("SIGTERM", "SHUTDOWN")])
+def test_lame_duck_and_shutdown_events(kind: str, signame: str, event: str, tmp_path: Path) -> None:
+    """A system-account subscriber hears ``$SYS.SERVER.<id>.LAMEDUCK`` /
+    ``.SHUTDOWN`` (the server block) before its connection goes."""
+    import signal
+    import socket
+    import time
+
+    conf = tmp_path / "sys.conf"
+    conf.write_text(CONF + 'lame_duck_grace_period: "0s"\n')
+    with running(kind, config=str(conf)) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+            raw.recv(65536)
+            raw.sendall(b'CONNECT {"user":"sys","pass":"sys","verbose":false}\r\nSUB $SYS.SERVER.*.%s 1\r\nPING\r\n' % event.encode())
+            buf = b""
+            while b"PONG\r\n" not in buf:
+                buf += raw.recv(65536)
+            server.signal(getattr(signal, signame))
+            buf, deadline = b"", time.monotonic() + 10
+            while time.monotonic() < deadline:
+                lines = buf.split(b"\r\n")
+                msg = next((i for i, x in enumerate(lines) if x.startswith(b"MSG ")), None)
+                if msg is not None and msg + 1 < len(lines) - 1:
+                    break
+                chunk = raw.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+    lines = buf.split(b"\r\n")
+    msg = next(i for i, x in enumerate(lines) if x.startswith(b"MSG "))
+    assert lines[msg].split()[1].endswith(b"." + event.encode())
+    body = json.loads(lines[msg + 1])
+    assert body["id"] in lines[msg].decode() and body["host"] == "127.0.0.1"
