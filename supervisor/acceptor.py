@@ -222,12 +222,24 @@ class Handshake:
                 log.debug("cid:%d - client closed before CONNECT", self.cid)
                 self._close()
                 return
-            if not received and data[:1] not in (b"C", b"c") and not cfg.no_auth_fast_path():
+            if not received and data[:1] not in (b"C", b"c"):
                 # nats-server decides on the first byte: with authentication
-                # required, anything but CONNECT is a violation.
+                # required, anything but CONNECT is a violation; with a
+                # no_auth_user the client is bound at once, and the worker
+                # parses everything it sent (nothing piles up here).
+                if cfg.no_auth_fast_path():
+                    result = authenticate(_Empty(), self._client_info(nonce), cfg, time.time())
+                    if isinstance(result, AuthOk):
+                        self._hand_off_ok(result, M.ConnectInfo(), connected=False, pending=bytes(data), digest=result.auth_digest)
+                        return
                 await self._refuse(E.ERR_AUTH_VIOLATION, "operation before CONNECT")
                 return
             received += data
+            if len(received) > opts.max_control_line + READ_CHUNK:
+                # The parser refuses an over-long CONNECT line before this; the
+                # bound is here so that no input can grow the buffer.
+                await self._refuse(E.ERR_MAX_CONTROL_LINE, "no complete CONNECT line")
+                return
             ops, rest = parser.feed_first(data)
             if ops:
                 break

@@ -236,9 +236,22 @@ def test_nkey_without_nkey_users_not_ignored_into_no_auth_user(pairs) -> None:  
 def test_partial_first_op_under_no_auth_user(pairs) -> None:  # type: ignore[no-untyped-def]
     """A partial non-CONNECT first op, then silence, under no_auth_user.
 
-    nats-server binds no_auth_user on the first non-'C' byte and stops the auth
-    timer; natsd hands off only a complete line, so the auth timeout still closes it.
+    Both servers bind no_auth_user on the first non-'C' byte (so nothing piles
+    up before authentication) and stop the auth timer; the rest of the line is
+    the worker's to parse.
     """
     natsd, ref = pairs["no-auth"]
-    assert transcript(ref.port, b"PIN", timeout=1.5) == []
-    assert transcript(natsd.port, b"PIN", timeout=3.0) == ["-ERR 'Authentication Timeout'", "<closed>"]
+    for server in (ref, natsd):
+        assert transcript(server.port, b"PIN", timeout=1.5) == []
+        assert transcript(server.port, b"PIN", timeout=1.5, settle=0.1) == []
+        assert transcript(server.port, b"PI" + b"NG\r\n") == ["PONG"]
+
+
+def test_nothing_piles_up_before_authentication(pairs) -> None:  # type: ignore[no-untyped-def]
+    """Megabytes sent before a CONNECT line ends are refused at the control
+    line limit (with 'C' first) or handed to the worker at once (anything
+    else, under no_auth_user): the supervisor never buffers them."""
+    natsd, ref = pairs["no-auth"]
+    for server in (ref, natsd):
+        assert transcript(server.port, b"CONNECT " + b"x" * 200_000) == ["-ERR 'maximum control line exceeded'", "<closed>"]
+        assert transcript(server.port, b"INFO {}\r\n" * 20_000 + b"PING\r\n") == ["PONG"]

@@ -279,24 +279,23 @@ def test_lame_duck_and_shutdown_events(kind: str, signame: str, event: str, tmp_
 
     conf = tmp_path / "sys.conf"
     conf.write_text(CONF + 'lame_duck_grace_period: "0s"\n')
-    with running(kind, config=str(conf)) as server:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
-            raw.recv(65536)
-            raw.sendall(b'CONNECT {"user":"sys","pass":"sys","verbose":false}\r\nSUB $SYS.SERVER.*.%s 1\r\nPING\r\n' % event.encode())
-            buf = b""
-            while b"PONG\r\n" not in buf:
-                buf += raw.recv(65536)
-            server.signal(getattr(signal, signame))
-            buf, deadline = b"", time.monotonic() + 10
-            while time.monotonic() < deadline:
-                lines = buf.split(b"\r\n")
-                msg = next((i for i, x in enumerate(lines) if x.startswith(b"MSG ")), None)
-                if msg is not None and msg + 1 < len(lines) - 1:
-                    break
-                chunk = raw.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
+    with running(kind, config=str(conf)) as server, socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+        raw.recv(65536)
+        raw.sendall(b'CONNECT {"user":"sys","pass":"sys","verbose":false}\r\nSUB $SYS.SERVER.*.%s 1\r\nPING\r\n' % event.encode())
+        buf = b""
+        while b"PONG\r\n" not in buf:
+            buf += raw.recv(65536)
+        server.signal(getattr(signal, signame))
+        buf, deadline = b"", time.monotonic() + 10
+        while time.monotonic() < deadline:
+            lines = buf.split(b"\r\n")
+            msg = next((i for i, x in enumerate(lines) if x.startswith(b"MSG ")), None)
+            if msg is not None and msg + 1 < len(lines) - 1:
+                break
+            chunk = raw.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
     lines = buf.split(b"\r\n")
     msg = next(i for i, x in enumerate(lines) if x.startswith(b"MSG "))
     assert lines[msg].split()[1].endswith(b"." + event.encode())
