@@ -24,8 +24,11 @@ into the system account when a client is handed off and when its worker
 reports it closed (:meth:`SysApi.client_event`), with nats-server's fields
 less the client's JWT.
 
-Bounds. At most :data:`MAX_INFLIGHT` requests are being answered at once;
-more are dropped and counted (``/varz`` ``system_api``). Requests from other
+Bounds. The system account may have :data:`MAX_SYSTEM_INFLIGHT` requests
+being answered at once, all other accounts together
+:data:`MAX_TENANT_INFLIGHT`, one of them at most :data:`MAX_ACCOUNT_INFLIGHT`;
+more are dropped and counted (``/varz`` ``system_api``), so no tenant can
+shut the operators out. Requests from other
 accounts reuse worker counters up to :data:`TENANT_MAX_AGE` old, so a tenant
 that floods these subjects costs the workers at most one stats gather per
 second, and never a growing queue.
@@ -53,7 +56,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("natsd.sysapi")
 
-MAX_INFLIGHT = 64
+# Requests being answered at once: the system account has its own budget,
+# which no other account can use up; every other account gets a share of theirs.
+MAX_SYSTEM_INFLIGHT = 64
+MAX_TENANT_INFLIGHT = 256
+MAX_ACCOUNT_INFLIGHT = 64
 TENANT_MAX_AGE = 1.0  # seconds: worker counters reused for other accounts' requests
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -88,6 +95,9 @@ class SysApi:
         self.dropped = 0
         self._seq = 0  # the "server" block's seq: one per message sent
         self._tasks: set[asyncio.Task[None]] = set()
+        self._by_account: dict[str, int] = {}  # in flight per account (bounded by the budgets)
+        self._system_inflight = 0
+        self._warned_at = -1.0
 
     def counters(self) -> dict[str, int]:
         return {"answered": self.answered, "dropped": self.dropped, "in_flight": len(self._tasks)}
@@ -96,13 +106,34 @@ class SysApi:
         route = api_route(req.subject, self.sup.server_id)
         if route is None or not req.reply:
             return
-        if len(self._tasks) >= MAX_INFLIGHT:
+        account = req.account
+        system = account == self.sup.system_account_name()
+        mine = self._by_account.get(account, 0)
+        if system:
+            full = self._system_inflight >= MAX_SYSTEM_INFLIGHT
+        else:
+            full = len(self._tasks) - self._system_inflight >= MAX_TENANT_INFLIGHT or mine >= MAX_ACCOUNT_INFLIGHT
+        if full:
             self.dropped += 1
-            log.debug("system request on %r dropped: %d in flight", req.subject, MAX_INFLIGHT)
+            now = time.monotonic()
+            if now - self._warned_at >= 1.0:
+                self._warned_at = now
+                log.warning("system API: request dropped, account %s has too many in flight (%d dropped so far)", account, self.dropped)
             return
+        self._by_account[account] = mine + 1
+        self._system_inflight += system
         task = self.sup.loop.create_task(self._answer(req, route))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda t: self._done(t, account, system))
+
+    def _done(self, task: asyncio.Task[None], account: str, system: bool) -> None:
+        self._tasks.discard(task)
+        self._system_inflight -= system
+        left = self._by_account[account] - 1
+        if left:
+            self._by_account[account] = left
+        else:
+            del self._by_account[account]
 
     def close(self) -> None:
         for t in list(self._tasks):

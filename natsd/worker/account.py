@@ -37,8 +37,17 @@ if TYPE_CHECKING:
     from natsd.worker.router import Router, ShadowTarget
 
 
+# Requests per second (and burst) an account other than the system account
+# may send to the supervisor's monitoring API: it is one process serving every
+# account, and the operators' own requests must get through a tenant's flood.
+API_RATE = 50.0
+API_BURST = 100
+
+
 class Account:
     __slots__ = (
+        "api_tokens",
+        "api_updated",
         "clients",
         "exports_services",
         "in_bytes",
@@ -64,6 +73,19 @@ class Account:
         self.in_bytes = 0
         self.out_msgs = 0
         self.out_bytes = 0
+        # Token bucket for the $SYS.REQ subjects this account may use (see
+        # Worker.forward_system_request).
+        self.api_tokens = float(API_BURST)
+        self.api_updated = 0.0
+
+    def take_api_token(self, now: float) -> bool:
+        """One ``$SYS.REQ`` request's worth of the account's budget, if left."""
+        self.api_tokens = min(float(API_BURST), self.api_tokens + (now - self.api_updated) * API_RATE)
+        self.api_updated = now
+        if self.api_tokens < 1.0:
+            return False
+        self.api_tokens -= 1.0
+        return True
 
     def route(
         self, src: Client | None, subject: bytes, reply: bytes | None, hdr_len: int, data: bytes, via_import: bool = False

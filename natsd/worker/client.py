@@ -343,8 +343,7 @@ class Client(asyncio.Protocol):
         if acc.exports_services and subject[:4] == b"_R_.":
             n += acc.router.response(acc.name, subject, hdr_len, data)
         if subject[:5] == b"$SYS." and is_system_request(subject, self.is_system, self.worker.server_id):
-            self.worker.forward_system_request(self, subject, reply, data[hdr_len:] if hdr_len >= 0 else data)
-            n += 1
+            n += self.worker.forward_system_request(self, subject, reply, data[hdr_len:] if hdr_len >= 0 else data)
         if n == 0 and reply is not None and self.no_responders:
             self._no_responders(subject, reply)
 

@@ -63,6 +63,7 @@ class Worker:
         self.config: M.WorkerConfig = None  # type: ignore[assignment]
         self.server_id = ""  # $SYS.REQ.SERVER.<id>.<EP> is ours only with this id
         self.up_dropped = 0  # messages to the supervisor that could not be sent
+        self.api_limited = 0  # $SYS.REQ requests over an account's rate
         self._up_warned_at = -1.0
         self.accounts: dict[str, Account] = {}
         self.clients: dict[int, Client] = {}
@@ -298,13 +299,19 @@ class Worker:
         if not acc.clients and acc.sublist.count() == 0:
             self.accounts.pop(acc.name, None)
 
-    def forward_system_request(self, client: Client, subject: bytes, reply: bytes | None, payload: bytes) -> None:
+    def forward_system_request(self, client: Client, subject: bytes, reply: bytes | None, payload: bytes) -> bool:
+        """Hand a ``$SYS.REQ`` request to the supervisor; False (no responder)
+        when a non-system account is over its request rate."""
+        if not client.is_system and not client.account.take_api_token(time.monotonic()):
+            self.api_limited += 1
+            return False
         if len(payload) > MAX_API_OPTIONS and not is_claims_request(subject):
             # Monitoring options are a few bytes of JSON; what is cut here
             # fails to decode and the requester gets a 400.
             payload = payload[:MAX_API_OPTIONS]
         req = M.SysRequest(account=client.account.name, subject=subject, reply=reply, payload=payload, client_id=client.cid)
         self._send_up(req)
+        return True
 
     def _send_up(self, *msgs: M._Msg) -> None:
         """Send to the supervisor; a message that cannot go is counted and
@@ -397,7 +404,8 @@ class Worker:
             subscriptions=subs,
             connections=conns,
             closed=self.closed_count,
-            router=self.router.stats(),
+            # With the worker's own drop counters (docs/operations.md).
+            router={**self.router.stats(), "api_limited": self.api_limited, "control_dropped": self.up_dropped},
             account_stats=[self._account_stats(a) for a in self.accounts.values()],
             total_in_msgs=self.gone[0] + in_msgs,
             total_out_msgs=self.gone[1] + out_msgs,

@@ -83,7 +83,7 @@ def test_public_permissions() -> None:
 
 
 def test_in_flight_bound_drops_and_counts(monkeypatch: Any) -> None:
-    monkeypatch.setattr(sysapi, "MAX_INFLIGHT", 2)
+    monkeypatch.setattr(sysapi, "MAX_SYSTEM_INFLIGHT", 2)
 
     async def main() -> dict[str, int]:
         sup = FakeSupervisor()
@@ -134,3 +134,27 @@ def test_options_of_the_wrong_json_type_are_a_bad_request() -> None:
         assert reply["error"]["description"].startswith("json: cannot unmarshal"), body
     [ok] = ask("$SYS.REQ.SERVER.PING.CONNZ", b'{"limit": 5, "subscriptions": true, "unknown": [1]}')
     assert ok["data"]["limit"] == 5
+
+
+def test_a_tenant_flood_cannot_shut_out_the_system_account(monkeypatch: Any) -> None:
+    monkeypatch.setattr(sysapi, "MAX_ACCOUNT_INFLIGHT", 3)
+    monkeypatch.setattr(sysapi, "MAX_TENANT_INFLIGHT", 5)
+
+    async def main() -> tuple[list[str], dict[str, int]]:
+        sup = FakeSupervisor()
+        sup.gather_delay = 0.05
+        def req(account: str, subject: bytes) -> None:
+            sup.sysapi.handle(M.SysRequest(account=account, subject=subject, reply=account.encode(), payload=b"", client_id=1))
+        for _ in range(10):
+            req("A", b"$SYS.REQ.ACCOUNT.PING.CONNZ")
+        for _ in range(10):
+            req("B", b"$SYS.REQ.ACCOUNT.PING.CONNZ")
+        for _ in range(4):
+            req("$SYS", b"$SYS.REQ.SERVER.PING.VARZ")
+        await asyncio.gather(*list(sup.sysapi._tasks))
+        return [acc for acc, _s, _p in sup.published], sup.sysapi.counters()
+
+    published, counters = asyncio.run(main())
+    assert published.count("A") == 3 and published.count("B") == 2  # per account, then the tenants' total
+    assert published.count("$SYS") == 4  # the operators' budget is their own
+    assert counters == {"answered": 9, "dropped": 15, "in_flight": 0}
