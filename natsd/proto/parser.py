@@ -522,7 +522,8 @@ class Parser:
                 return self._fail(ops, ProtocolError(None)), None
             if hdr < 0 or hdr > size:
                 return self._fail(ops, ProtocolError(None)), None
-            return self._check_size((subject, reply, size, hdr), nxt, ops)
+            # An empty header block is no header: nats-server delivers it as MSG.
+            return self._check_size((subject, reply, size, hdr or -1), nxt, ops)
         if kind == OP_SUB:
             w = arg.translate(_SUB_SEPS).split()
             if len(w) == 2:

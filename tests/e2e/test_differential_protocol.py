@@ -31,6 +31,7 @@ SCRIPTS: dict[str, bytes] = {
     "dup-sid": C + b"SUB foo 1\r\nSUB bar 1\r\nPUB foo 1\r\na\r\nPUB bar 1\r\nb\r\nPING\r\n",
     "empty-payload": C + b"SUB foo 1\r\nPUB foo 0\r\n\r\nPING\r\n",
     "hpub-hmsg": CH + b"SUB h 1\r\nHPUB h 12 14\r\nNATS/1.0\r\n\r\nhi\r\nPING\r\n",
+    "hpub-empty-header-is-msg": CH + b"SUB h 1\r\nHPUB h 0 5\r\nhello\r\nHPUB h r 0 0\r\n\r\nPING\r\n",
     "hpub-without-headers": C + b"SUB h 1\r\nHPUB h 12 14\r\nNATS/1.0\r\n\r\nhi\r\nPING\r\n",
     "no-responders": CH + b"SUB reply 9\r\nPUB nobody reply 1\r\nx\r\nPING\r\n",
     "no-responders-needs-headers": b'CONNECT {"no_responders":true}\r\nPING\r\n',
