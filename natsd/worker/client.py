@@ -494,8 +494,9 @@ class Client(asyncio.Protocol):
             self.close(ClosedReason.AuthenticationViolation, ProtocolError(E.ERR_AUTH_VIOLATION, True).wire())
             return
         # The worker never sees secrets: it compares the digest of the
-        # credentials presented now with the ones the supervisor checked.
-        if self.auth_required and credential_digest(c) != self.auth_digest:
+        # credentials presented now with the ones the supervisor checked. A
+        # CONNECT that carries none only changes options (as in nats-server).
+        if self.auth_required and _carries_credentials(raw) and credential_digest(c) != self.auth_digest:
             log.info("cid:%d - second CONNECT changes credentials: refused", self.cid)
             self.close(ClosedReason.AuthenticationViolation, ProtocolError(E.ERR_AUTH_VIOLATION, True).wire())
             return
@@ -726,3 +727,9 @@ class Client(asyncio.Protocol):
         if not self.closed:
             self.out += info_line(info)
             self._mark_dirty()
+
+
+def _carries_credentials(raw: bytes) -> bool:
+    """Does this CONNECT argument, on its own, present any credential?"""
+    fresh = parse_connect(raw)
+    return any(v is not None for v in (fresh.user, fresh.password, fresh.auth_token, fresh.nkey, fresh.sig, fresh.jwt))

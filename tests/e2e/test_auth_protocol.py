@@ -218,6 +218,14 @@ def test_second_connect_switching_user_accepted_by_nats_server(pairs) -> None:  
     assert transcript(ref.port, SWITCH_USER) == ["PONG"]
 
 
+def test_second_connect_without_credentials_only_changes_options(pairs) -> None:  # type: ignore[no-untyped-def]
+    """A later CONNECT that presents no credentials keeps the identity and
+    applies its options, on both servers (here: verbose on, then +OK)."""
+    for server in pairs["users"]:
+        script = OK_PLAIN + b'CONNECT {"verbose":true,"pedantic":false}\r\nPING\r\n'
+        assert transcript(server.port, script) == ["+OK", "PONG"], server.kind
+
+
 # -- no_auth_user: where natsd is stricter -------------------------------------------------
 
 
