@@ -159,14 +159,15 @@ class SysApi:
         system = req.account == self.sup.system_account_name()
         if not system and req.subject not in ACCOUNT_SCOPED:
             raise _Skip  # the worker never forwards these; checked again here
+        if route.kind == "user":
+            # About the requester's own connection; the body is not read (nats-server).
+            return self._envelope(data=self._user_info(req))
         try:
             opts = self._options(req.payload)
         except BadRequest as e:
             return self._envelope(error=(400, str(e)))
         self._filter(opts)
         ep = route.endpoint
-        if route.kind == "user":
-            return self._envelope(data=self._user_info(req))
         if not system:
             # The four subjects imported into every account, about that account only.
             if ep == "CONNZ":

@@ -63,14 +63,39 @@ def decode_go_json(data: bytes) -> Any:
         raise ValueError("JSON nested too deeply") from None
     except msgspec.DecodeError as exc:
         if "UTF-8" not in str(exc):
-            raise ValueError(str(exc)) from None
+            return _lenient(data)
     fixed = data.decode("utf-8", "natsd-go-replace").encode("utf-8")
     try:
         return _decoder.decode(fixed)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
-    except msgspec.DecodeError as exc:
-        raise ValueError(str(exc)) from None
+    except msgspec.DecodeError:
+        return _lenient(fixed)
+
+
+def _lenient(data: bytes) -> Any:
+    """What msgspec refuses but Go's decoder takes: a lone UTF-16 surrogate
+    escape (``"\\ud800"``, which JavaScript's JSON.stringify can produce;
+    Go reads U+FFFD) and numbers out of float range (``1e999`` in a key
+    nobody reads). Anything else still malformed raises ValueError."""
+    import json
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"invalid character in literal {name}")  # NaN, Infinity: not JSON
+
+    try:
+        doc = json.loads(data.decode("utf-8", "natsd-go-replace"), parse_constant=no_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    if isinstance(doc, dict):
+        doc = {_no_surrogates(k): _no_surrogates(v) if isinstance(v, str) else v for k, v in doc.items()}
+    return doc
+
+
+def _no_surrogates(s: str) -> str:
+    # Lone surrogates become U+FFFD, as Go decodes them; paired ones were
+    # already joined by the decoder.
+    return s.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 class ConnectOptions(msgspec.Struct, kw_only=True):
