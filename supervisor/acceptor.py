@@ -133,7 +133,7 @@ class Handshake:
         try:
             conn = await accept_tls(self.loop, self.sock, sup.tls_ctx, tls.timeout)
         except TLSHandshakeFailed as e:
-            log.info("%s:%d - cid:%d - TLS handshake error: %s", self.host, self.port, self.cid, e)
+            log.info("%s:%d - cid:%d - %s", self.host, self.port, self.cid, e)  # e says "TLS handshake ..."
             return False
         self.tls = conn
         sup.track_relay(conn)
