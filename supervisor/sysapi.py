@@ -78,7 +78,8 @@ _CONN_STATES = {0: "open", 1: "closed", 2: "any"}
 _OPTION_TYPES: dict[str, tuple[type, str]] = {
     **{k: (str, "string") for k in ("sort", "user", "acc", "account", "test", "server_name", "host", "cluster", "domain")},
     **{k: (bool, "bool") for k in ("auth", "subscriptions", "subscriptions_detail", "include_unused", "exact_match")},
-    **{k: (int, "int") for k in ("offset", "limit", "cid", "state")},
+    **{k: (int, "int") for k in ("offset", "limit", "state")},
+    "cid": (int, "uint64"),
     **{k: (list, "[]string") for k in ("accounts", "tags")},
 }
 _JSON_TYPES = {str: "string", bool: "bool", int: "number", float: "number", list: "array", dict: "object"}
@@ -203,6 +204,9 @@ class SysApi:
             q = _query(ep, opts)
             if ep == "VARZ":
                 data = J.varz(snap)
+            elif ep == "CONNZ" and q.get("state") == ["none"]:
+                data = J.connz(snap, {**q, "state": ["open"]})
+                data.update(num_connections=0, total=0, connections=[])
             elif ep == "CONNZ":
                 data = J.connz(snap, q)
             elif ep == "SUBSZ":
@@ -384,9 +388,12 @@ class SysApi:
             ok = isinstance(value, typ) and (typ is bool or not isinstance(value, bool))
             if ok and typ is list:
                 ok = all(isinstance(x, str) for x in value)
+            if ok and typ is int:
+                ok = (0 if go == "uint64" else -(1 << 63)) <= value < (1 << (64 if go == "uint64" else 63))
             if not ok:
                 got = _JSON_TYPES.get(type(value), "value")
-                raise BadRequest(f"json: cannot unmarshal {got} into Go struct field .{key} of type {go}")
+                what = f"number {value}" if got == "number" else got
+                raise BadRequest(f"json: cannot unmarshal {what} into Go struct field .{key} of type {go}")
         return opts
 
     def _filter(self, opts: dict[str, Any]) -> None:
@@ -418,9 +425,8 @@ def _query(ep: str, opts: dict[str, Any]) -> dict[str, list[str]]:
             q["subs"] = ["true"]
         state = opts.get("state")
         if isinstance(state, int) and not isinstance(state, bool):
-            if state not in _CONN_STATES:
-                raise BadRequest(f"invalid connection state: {state}")
-            q["state"] = [_CONN_STATES[state]]
+            # A state nats-server does not know selects no connection.
+            q["state"] = [_CONN_STATES.get(state, "none")]
     return q
 
 
