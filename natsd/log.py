@@ -219,6 +219,24 @@ def reopen() -> None:
         )
 
 
+class Throttle:
+    """At most one "yes" per ``interval`` seconds: for a warning that a
+    client could otherwise repeat into the log as fast as it can send."""
+
+    __slots__ = ("_last", "interval")
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self._last = float("-inf")
+
+    def ready(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            return False
+        self._last = now
+        return True
+
+
 def trace(logger: logging.Logger, msg: str, *args: object) -> None:
     if logger.isEnabledFor(TRACE):
         logger.log(TRACE, msg, *args)

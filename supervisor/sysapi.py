@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from natsd import log as natslog
 from natsd.auth.sysreq import ACCOUNT_SCOPED, ApiRoute, api_route
 from natsd.config.schema import Permissions
 from natsd.ipc import messages as M
@@ -98,7 +99,7 @@ class SysApi:
         self._tasks: set[asyncio.Task[None]] = set()
         self._by_account: dict[str, int] = {}  # in flight per account (bounded by the budgets)
         self._system_inflight = 0
-        self._warned_at = -1.0
+        self._drop_log = natslog.Throttle()
 
     def counters(self) -> dict[str, int]:
         return {"answered": self.answered, "dropped": self.dropped, "in_flight": len(self._tasks)}
@@ -116,9 +117,7 @@ class SysApi:
             full = len(self._tasks) - self._system_inflight >= MAX_TENANT_INFLIGHT or mine >= MAX_ACCOUNT_INFLIGHT
         if full:
             self.dropped += 1
-            now = time.monotonic()
-            if now - self._warned_at >= 1.0:
-                self._warned_at = now
+            if self._drop_log.ready():
                 log.warning("system API: request dropped, account %s has too many in flight (%d dropped so far)", account, self.dropped)
             return
         self._by_account[account] = mine + 1

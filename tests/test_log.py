@@ -138,3 +138,14 @@ def test_missing_local_syslog_raises(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.setattr(natslog, "_LOCAL_SOCKETS", (str(tmp_path / "none"), str(tmp_path)))
     with pytest.raises(OSError, match="no local syslog socket"):
         SyslogHandler(None)
+
+
+def test_throttle_says_yes_once_per_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(natslog.time, "monotonic", lambda: clock[0])
+    t = natslog.Throttle(1.0)
+    assert t.ready() and not t.ready()
+    clock[0] += 0.5
+    assert not t.ready()
+    clock[0] += 0.5
+    assert t.ready() and not t.ready()

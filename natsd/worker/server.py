@@ -64,7 +64,7 @@ class Worker:
         self.server_id = ""  # $SYS.REQ.SERVER.<id>.<EP> is ours only with this id
         self.up_dropped = 0  # messages to the supervisor that could not be sent
         self.api_limited = 0  # $SYS.REQ requests over an account's rate
-        self._up_warned_at = -1.0
+        self._up_drop_log = natslog.Throttle()
         self.accounts: dict[str, Account] = {}
         self.clients: dict[int, Client] = {}
         self.dirty: list[Client] = []
@@ -323,9 +323,7 @@ class Worker:
                 self.channel.send(M.encode(msg))
             except (ChannelClosed, ChannelFull, MessageTooLarge) as e:
                 self.up_dropped += 1
-                now = time.monotonic()
-                if now - self._up_warned_at >= 1.0:
-                    self._up_warned_at = now
+                if self._up_drop_log.ready():
                     log.warning("message to the supervisor dropped: %r (%d dropped so far)", e, self.up_dropped)
 
     def flush(self, producer: Client | None = None) -> None:
