@@ -78,6 +78,7 @@ CRLF = b"\r\n"
 FIRST_PING_DELAY = 2.0
 # Reserved subjects start with "_" or "$": test one byte before calling out.
 _RESERVED_FIRST = (b"_", b"$")
+_DOLLAR = ord("$")  # an int compare: this test runs on every PUB
 PREFIX_CACHE_MAX = 256
 STALL_HIGH = 8 * 1024 * 1024  # per-subscriber unsent bytes that stall publishers
 STALL_MAX = 0.5  # seconds a publisher waits at most before reading again
@@ -342,7 +343,7 @@ class Client(asyncio.Protocol):
             n += acc.router.service_request(self, subject, reply, hdr_len, data)
         if acc.exports_services and subject[:4] == b"_R_.":
             n += acc.router.response(acc.name, subject, hdr_len, data)
-        if subject[:5] == b"$SYS." and is_system_request(subject, self.is_system, self.worker.server_id):
+        if subject[0] == _DOLLAR and is_system_request(subject, self.is_system, self.worker.server_id):
             n += self.worker.forward_system_request(self, subject, reply, data[hdr_len:] if hdr_len >= 0 else data)
         if n == 0 and reply is not None and self.no_responders:
             self._no_responders(subject, reply)
