@@ -284,7 +284,8 @@ class AuthConfig:
             account_names=frozenset(account_names),
             system_account=system_account,
             account_limits=MappingProxyType(
-                {a.name: (a.max_subscriptions, a.max_payload) for a in opts.accounts}
+                # A config account's 0 is "no limit", as the server option's.
+                {a.name: (a.max_subscriptions or -1, a.max_payload) for a in opts.accounts}
             ),
         )
 

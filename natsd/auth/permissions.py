@@ -65,6 +65,7 @@ from natsd.subjects.tokens import (
     subject_is_subset,
     subject_matches,
     subjects_intersect,
+    valid_subject,
 )
 
 __all__ = [
@@ -159,6 +160,11 @@ _INDEX_AT = 4  # below this many patterns a plain scan is as fast
 
 
 def _matcher(patterns: tuple[bytes, ...]) -> Callable[[bytes], bool]:
+    # A pattern that is not a valid subject (``a.>.b``, a tab, an empty
+    # token: a JWT may carry one, its validation only refuses spaces and
+    # dots out of place) matches no subject a client can use; it is dropped,
+    # as nats-server's sublist refuses to hold it.
+    patterns = tuple(p for p in patterns if valid_subject(p))
     if len(patterns) >= _INDEX_AT:
         return _PatternIndex(patterns).matches
     return lambda subject: any(subject_matches(p, subject) for p in patterns)

@@ -136,8 +136,10 @@ class Client(asyncio.Protocol):
             max_payload = min(max_payload, h.max_payload)
         self.max_payload = max_payload
         self.payload_limited = max_payload < cfg.max_payload
-        self.max_subs = cfg.max_subscriptions
-        if h.max_subscriptions >= 0 and (self.max_subs <= 0 or h.max_subscriptions < self.max_subs):
+        # -1: no limit. The server option uses 0 for that; a JWT limit of 0
+        # (user or account ``subs``) admits no subscription at all.
+        self.max_subs = cfg.max_subscriptions if cfg.max_subscriptions > 0 else -1
+        if h.max_subscriptions >= 0 and (self.max_subs < 0 or h.max_subscriptions < self.max_subs):
             self.max_subs = h.max_subscriptions
         # The options of the CONNECT the supervisor processed (secrets
         # stripped): a later CONNECT is applied on top of them, as in
@@ -411,7 +413,7 @@ class Client(asyncio.Protocol):
                 self.out += OK
                 self._mark_dirty()
             return
-        if self.max_subs > 0 and len(self.subs) >= self.max_subs:
+        if self.max_subs >= 0 and len(self.subs) >= self.max_subs:
             self._send_err(ProtocolError(E.ERR_MAX_SUBS, False).wire())
             return
         sub = Sub(self, subject, queue, sid)

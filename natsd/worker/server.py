@@ -156,17 +156,31 @@ class Worker:
 
     # -- clients ---------------------------------------------------------
     def _adopt(self, h: M.HandOff, fd: int) -> None:
+        # Every way out that does not adopt the client tells the supervisor,
+        # which counts it against the server's and the account's limits.
+        refused = M.ClientClosed(client_id=h.client_id, account=h.account, reason=ClosedReason.ServerShutdown.text)
         try:
             sock = socket.socket(fileno=fd)
         except OSError as e:
             os.close(fd)
             log.error("cid:%d - cannot adopt socket: %s", h.client_id, e)
+            self._send_up(refused)
             return
         if self.config is None or self.lame_duck:
             sock.close()
+            self._send_up(refused)
             return
         acc = self.account(h.account)
-        client = Client(self, h, acc)
+        try:
+            client = Client(self, h, acc)
+        except Exception:
+            # A hand-off record this worker cannot act on is a bug upstream
+            # (the supervisor validates what it authenticates); the client
+            # goes, the worker stays.
+            log.exception("cid:%d - cannot adopt client", h.client_id)
+            sock.close()
+            self._send_up(msgspec.structs.replace(refused, reason=ClosedReason.ProtocolViolation.text))
+            return
         self.clients[client.cid] = client
         acc.clients[client.cid] = client
         self.loop.create_task(self._connect(client, sock))

@@ -404,3 +404,73 @@ def test_live_limits_and_default_permissions_follow_account_updates() -> None:
         finally:
             first.close()
             second.close()
+
+
+def _mint_user(extra: dict[str, Any]) -> tuple[str, str]:
+    """A user JWT for account A (signed with its identity key), and its seed."""
+    import os
+
+    acc = nkeys.from_seed((FIX / "keys" / "account" / "A.nk").read_bytes().strip())
+    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    user = nkeys.from_seed(seed)
+    nats_claims = {"type": "user", "version": 2, "subs": -1, "data": -1, "payload": -1, **extra}
+    claims = {"iat": int(time.time()) - 10, "iss": acc.public_key.decode(), "sub": user.public_key.decode(),
+              "jti": "t", "name": "u", "nats": nats_claims}  # fmt: skip
+    head = b64url(json.dumps({"typ": "JWT", "alg": "ed25519-nkey"}).encode())
+    body = b64url(json.dumps(claims).encode())
+    return f"{head}.{body}.{b64url(acc.sign(f'{head}.{body}'.encode()))}", seed.decode()
+
+
+def _conf_with(tmp_path: Path, extra: str) -> str:
+    path = tmp_path / "fixture-plus.conf"
+    path.write_text((FIX / "server-memory-resolver.conf").read_text() + "\n" + extra + "\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("kind", ["natsd", "nats-server"])
+def test_invalid_permission_patterns_in_a_user_jwt(kind: str, tmp_path: Path) -> None:
+    """`nats.pub.allow` entries that are not valid subjects (JWT validation
+    lets them through) match nothing; the user still connects and the rest of
+    its permissions apply. natsd used to fail the hand-off and leak a
+    connection slot each time (found by an adversarial test)."""
+    jwt, seed = _mint_user({"pub": {"allow": ["a.>.b", "x\tb", "y", "z", "s.*"]}})
+    with running(kind, config=_conf_with(tmp_path, "max_connections: 3")) as s:
+        for _ in range(6):  # twice the connection limit: every slot comes back
+            r = Raw(s.port)
+            try:
+                assert r.connect(jwt, seed) == "ok"
+                r.send(b"SUB s.1 1\r\nPUB s.1 1\r\nx\r\nPUB a.q.b 1\r\nx\r\nPING\r\n")
+                r.sock.settimeout(5)
+                lines: list[str] = []
+                while not lines or lines[-1] != "PONG":
+                    line = r.line()
+                    if not line.startswith("INFO "):
+                        lines.append(line)
+                assert lines == ["MSG s.1 1 1", "x", "-ERR 'Permissions Violation for Publish to \"a.q.b\"'", "PONG"]
+            finally:
+                r.close()
+            time.sleep(0.05)
+        if kind == "natsd":
+            assert "Traceback" not in s.log()
+
+
+@pytest.mark.parametrize("kind", ["natsd", "nats-server"])
+@pytest.mark.parametrize(("subs", "refused"), [(-1, 7), (0, 10), (2, 8)])
+def test_user_jwt_subscription_limit(kind: str, subs: int, refused: int, tmp_path: Path) -> None:
+    """`nats.subs` under a server `max_subscriptions: 3`: -1 is no limit of its
+    own, 0 admits no subscription at all (natsd read 0 as unlimited)."""
+    jwt, seed = _mint_user({"subs": subs})
+    with running(kind, config=_conf_with(tmp_path, "max_subscriptions: 3")) as s:
+        r = Raw(s.port)
+        try:
+            assert r.connect(jwt, seed) == "ok"
+            r.send(b"".join(b"SUB s.%d %d\r\n" % (i, i) for i in range(10)) + b"PING\r\n")
+            r.sock.settimeout(5)
+            lines = []
+            while not lines or lines[-1] != "PONG":
+                lines.append(r.line())
+            errors = lines.count("-ERR 'maximum subscriptions exceeded'")
+            # nats-server 2.15 with subs 0 also refuses one subscription of its own at connect.
+            assert errors == refused or (kind == "nats-server" and subs == 0 and errors == refused + 1), lines
+        finally:
+            r.close()
