@@ -175,6 +175,7 @@ class Client(asyncio.Protocol):
         self.stalled = False  # our reads are paused for a blocked subscriber
         self.waiters: set[Client] = set()  # publishers stalled on us
         self._stall_timer: asyncio.TimerHandle | None = None
+        self._deadline: asyncio.TimerHandle | None = None  # write_deadline while blocked
         self._expiry: asyncio.TimerHandle | None = None
 
     # -- lifecycle -------------------------------------------------------
@@ -222,7 +223,7 @@ class Client(asyncio.Protocol):
         self._release_waiters()
         if self._stall_timer is not None:
             self._stall_timer.cancel()
-        for t in (self._timer, self._expiry):
+        for t in (self._timer, self._expiry, self._deadline):
             if t is not None:
                 t.cancel()
         sl = self.account.sublist
@@ -598,13 +599,36 @@ class Client(asyncio.Protocol):
     # A subscriber whose transport holds more than STALL_HIGH unsent bytes
     # pauses the publishers that feed it (their reads stop) until it drains
     # or STALL_MAX passes, as nats-server stalls fast producers; past
-    # max_pending it is cut off as a slow consumer.
+    # max_pending it is cut off as a slow consumer, and so it is if it stays
+    # over the mark for ``write_deadline`` (nats-server: a write that does not
+    # complete in time), so that a reader that never catches up cannot hold
+    # its publishers, of any account, to its pace for ever.
     def pause_writing(self) -> None:
         self.blocked = True
+        if self._deadline is None and not self.closed:
+            self._deadline = self.worker.loop.call_later(self.worker.config.write_deadline, self._write_deadline_passed)
 
     def resume_writing(self) -> None:
         self.blocked = False
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         self._release_waiters()
+
+    def _write_deadline_passed(self) -> None:
+        self._deadline = None
+        if self.closed or not self.blocked:
+            return
+        self.worker.slow_consumers += 1
+        log.info(
+            "cid:%d - Slow Consumer Detected: WriteDeadline of %gs exceeded with %d bytes pending",
+            self.cid, self.worker.config.write_deadline, self.pending_bytes(),
+        )  # fmt: skip
+        transport = self.transport
+        self._teardown(ClosedReason.SlowConsumerWriteDeadline)
+        if transport is not None:
+            transport.abort()
+        self.worker.flush()
 
     def _release_waiters(self) -> None:
         waiters, self.waiters = self.waiters, set()

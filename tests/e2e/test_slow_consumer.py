@@ -65,3 +65,49 @@ def _closed(sock: socket.socket) -> bool:
         return True
     finally:
         sock.setblocking(True)
+
+
+@pytest.mark.parametrize("kind", ["natsd", "nats-server"])
+def test_write_deadline_cuts_a_reader_that_never_catches_up(kind: str, tmp_path: Path) -> None:
+    """max_pending far away (64 MB): the subscriber is cut because it cannot
+    take a write within write_deadline, and the publisher, of another
+    account (through a stream import), goes back to full speed. natsd used to
+    hold such a publisher to the reader's pace for as long as it lived."""
+    conf = tmp_path / "wd.conf"
+    conf.write_text(
+        'write_deadline: "1s"\nmax_pending: 64MB\n'
+        'accounts {\n'
+        '  A: { users: [{user: a, password: a}], exports: [{stream: "st.>"}] }\n'
+        '  B: { users: [{user: b, password: b}], imports: [{stream: {account: A, subject: "st.>"}}] }\n'
+        '}\n'
+    )
+    with running(kind, config=str(conf), workers=1) as server:
+        slow = socket.create_connection(("127.0.0.1", server.port))
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        read_info(slow)
+        slow.sendall(b'CONNECT {"user":"b","pass":"b","verbose":false}\r\nSUB st.> 1\r\nPING\r\n')
+        time.sleep(0.3)
+        pub = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        read_info(pub)
+        pub.sendall(b'CONNECT {"user":"a","pass":"a","verbose":false}\r\nPING\r\n')
+        payload = b"x" * 60000
+        frame = b"PUB st.x %d\r\n%s\r\n" % (len(payload), payload)
+        deadline = time.monotonic() + 30
+        cut = False
+        while time.monotonic() < deadline:
+            pub.sendall(frame * 16)
+            if "Slow Consumer" in server.log() or _closed(slow):
+                cut = True
+                break
+        assert cut, "the slow reader was never disconnected"
+        if kind == "natsd":
+            assert "WriteDeadline" in server.log()
+        pub.sendall(b"PING\r\n")
+        pub.settimeout(10)
+        got = b""
+        while b"PONG\r\n" not in got:
+            chunk = pub.recv(65536)
+            assert chunk, "publisher was disconnected"
+            got += chunk
+        pub.close()
+        slow.close()
