@@ -58,6 +58,10 @@ __all__ = ["REPLY_PREFIX", "PendingResponse", "ResponseRoute", "ResponseTracker"
 
 REPLY_PREFIX = b"_R_."
 DEFAULT_CAP = 100_000
+# Bytes of requesters' reply subjects held at once: a reply may be ~4 KiB
+# (a control line), so the entry cap alone would let one importer pin about
+# half a gigabyte in an exporter's worker with requests nobody answers.
+DEFAULT_BYTE_CAP = 32 * 1024 * 1024
 _DIGITS = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -104,10 +108,12 @@ class ResponseRoute:
 class ResponseTracker:
     """Bounded ``_R_`` reply map for the exporting accounts of one worker."""
 
-    def __init__(self, cap: int = DEFAULT_CAP) -> None:
-        if cap < 1:
+    def __init__(self, cap: int = DEFAULT_CAP, byte_cap: int = DEFAULT_BYTE_CAP) -> None:
+        if cap < 1 or byte_cap < 1:
             raise ValueError("cap must be positive")
         self.cap = cap
+        self.byte_cap = byte_cap
+        self.bytes = 0  # len() of every held mapping's two subjects
         # Insertion order = creation order, so the first key is the oldest mapping.
         self._map: dict[tuple[str, bytes], PendingResponse] = {}
         self._heap: list[tuple[float, int, tuple[str, bytes]]] = []
@@ -141,14 +147,15 @@ class ResponseTracker:
         key = (exporter, subject)
         if key in self._map:
             raise ValueError(f"reply token {token!r} already in use")
-        while len(self._map) >= self.cap:
-            oldest = next(iter(self._map))
-            del self._map[oldest]
+        size = len(subject) + len(reply)
+        while self._map and (len(self._map) >= self.cap or self.bytes + size > self.byte_cap):
+            self._pop(next(iter(self._map)))
             self.evicted += 1
         deadline = now + threshold
         self._map[key] = PendingResponse(
             exporter, subject, importer, reply, response_type, threshold, now, deadline
         )
+        self.bytes += size
         self._push(deadline, key)
         self.tracked += 1
         return subject
@@ -170,14 +177,14 @@ class ResponseTracker:
         if p is None:
             return None
         if p.deadline <= now:
-            del self._map[key]
+            self._pop(key)
             self.expired += 1
             return None
         p.responses += 1
         self.routed += 1
         last = empty or p.response_type == "singleton"
         if last:
-            del self._map[key]
+            self._pop(key)
         else:
             p.deadline = now + p.threshold
             self._push(p.deadline, key)
@@ -185,7 +192,7 @@ class ResponseTracker:
 
     def discard(self, exporter: str, subject: bytes) -> bool:
         """Forget a mapping (request delivered to nobody, or requester gone)."""
-        if self._map.pop((exporter, subject), None) is None:
+        if self._pop((exporter, subject)) is None:
             return False
         self.discarded += 1
         return True
@@ -202,10 +209,16 @@ class ResponseTracker:
             p = self._map.get(key)
             # Stale heap items: the mapping was refreshed, answered, evicted or reused.
             if p is not None and p.deadline == deadline:
-                del self._map[key]
+                self._pop(key)
                 n += 1
         self.expired += n
         return n
+
+    def _pop(self, key: tuple[str, bytes]) -> PendingResponse | None:
+        p = self._map.pop(key, None)
+        if p is not None:
+            self.bytes -= len(p.subject) + len(p.reply)
+        return p
 
     def next_deadline(self) -> float | None:
         """The earliest time :meth:`expire` can have work (for the worker's timer)."""
@@ -225,6 +238,7 @@ class ResponseTracker:
     def stats(self) -> dict[str, int]:
         return {
             "pending": len(self._map),
+            "pending_bytes": self.bytes,
             "tracked": self.tracked,
             "routed": self.routed,
             "expired": self.expired,

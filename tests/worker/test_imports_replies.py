@@ -85,14 +85,15 @@ _op = st.one_of(
 )
 
 
-@given(st.integers(1, 20), st.lists(_op, max_size=200))
-def test_bounded_and_consistent(cap: int, ops: list[tuple]) -> None:  # type: ignore[type-arg]
-    t = ResponseTracker(cap=cap)
+@given(st.integers(1, 20), st.integers(20, 400), st.lists(_op, max_size=200))
+def test_bounded_and_consistent(cap: int, byte_cap: int, ops: list[tuple]) -> None:  # type: ignore[type-arg]
+    t = ResponseTracker(cap=cap, byte_cap=byte_cap)
     now = 0.0
     issued: list[bytes] = []
     for op in ops:
         if op[0] == "track":
-            issued.append(t.track("A", f"t.{len(issued)}", "B", b"R", op[1], op[2], now))
+            reply = b"R" * (1 + len(issued) % 17)
+            issued.append(t.track("A", f"t.{len(issued)}", "B", reply, op[1], op[2], now))
         elif op[0] == "respond" and issued:
             subject = issued[op[1] % len(issued)]
             before = t.get("A", subject)
@@ -105,8 +106,18 @@ def test_bounded_and_consistent(cap: int, ops: list[tuple]) -> None:  # type: ig
             t.expire(now)
             assert all(p.deadline > now for p in t._map.values())
         assert len(t) <= cap
+        assert t.bytes == sum(len(p.subject) + len(p.reply) for p in t._map.values()) <= byte_cap
         assert len(t._heap) <= 2 * len(t) + 65
     # Every mapping ends up gone once time passes every threshold.
     t.expire(now + 10.0)
-    assert len(t) == 0
+    assert len(t) == 0 and t.bytes == 0
     assert t.tracked == len(issued)
+
+
+def test_byte_budget_evicts_the_oldest() -> None:
+    """Long reply subjects: the byte budget, not the entry cap, bounds memory."""
+    t = ResponseTracker(cap=1000, byte_cap=10_000)
+    for i in range(10):
+        t.track("A", f"t.{i}", "B", b"r" * 3000, "singleton", 60.0, now=0.0)
+    assert len(t) == 3 and t.evicted == 7 and t.bytes <= 10_000
+    assert t.get("A", b"_R_.t.9") is not None and t.get("A", b"_R_.t.0") is None
