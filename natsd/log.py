@@ -20,6 +20,7 @@ import socket
 import stat
 import sys
 import time
+from typing import Protocol
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
@@ -52,6 +53,35 @@ class NatsFormatter(logging.Formatter):
 
 
 _state: dict[str, object] = {}
+
+
+class LogSettings(Protocol):
+    """The logging fields ``Options`` (supervisor) and ``WorkerConfig`` share."""
+
+    @property
+    def debug(self) -> bool: ...
+    @property
+    def trace(self) -> bool: ...
+    @property
+    def logtime(self) -> bool: ...
+    @property
+    def log_file(self) -> str | None: ...
+    @property
+    def syslog(self) -> bool: ...
+    @property
+    def remote_syslog(self) -> str | None: ...
+
+
+def configure(o: LogSettings) -> None:
+    """:func:`setup` from the options of either process."""
+    setup(
+        debug=o.debug,
+        trace=o.trace,
+        logtime=o.logtime,
+        log_file=o.log_file,
+        syslog=o.syslog,
+        remote_syslog=o.remote_syslog,
+    )
 
 
 def setup(

@@ -480,14 +480,7 @@ def run(opts: Options, argv: list[str] | None = None) -> int:
     import uvloop
 
     try:
-        natslog.setup(
-            debug=opts.debug,
-            trace=opts.trace,
-            logtime=opts.logtime,
-            log_file=opts.log_file,
-            syslog=opts.syslog,
-            remote_syslog=opts.remote_syslog,
-        )
+        natslog.configure(opts)
     except OSError as e:
         natslog.setup(logtime=opts.logtime)
         if opts.log_file:  # nats-server's wording for each

@@ -130,14 +130,7 @@ class Worker:
         self.config = cfg
         self.server_id = str(cfg.info.get("server_id", ""))
         try:
-            natslog.setup(
-                debug=cfg.debug,
-                trace=cfg.trace,
-                logtime=cfg.logtime,
-                log_file=cfg.log_file,
-                syslog=cfg.syslog,
-                remote_syslog=cfg.remote_syslog,
-            )
+            natslog.configure(cfg)
         except OSError as e:
             # The supervisor opened the same destination a moment ago; keep
             # serving and say where this worker's lines went instead.
