@@ -251,13 +251,8 @@ class Handshake:
         if op[0] == OP_CONNECT:
             await self._connect(op[1], rest, nonce)
             return
-        # Any other first op: only a no_auth_user may proceed (telnet-friendly),
-        # and the worker then parses everything the client sent.
-        if cfg.no_auth_fast_path():
-            result = authenticate(_Empty(), self._client_info(nonce), cfg, time.time())
-            if isinstance(result, AuthOk):
-                self._hand_off_ok(result, M.ConnectInfo(), connected=False, pending=bytes(received), digest=result.auth_digest)
-                return
+        # Input that starts with "C" parses to CONNECT or an error; a
+        # no_auth_user client sending anything else was bound on its first byte.
         await self._refuse(E.ERR_AUTH_VIOLATION, "operation before CONNECT")
 
     def _client_info(self, nonce: str | None) -> ClientInfo:
