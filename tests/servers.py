@@ -24,10 +24,20 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
 
+_issued: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on now, and never one this process already
+    handed out: a test that asks for a monitor port and then starts a server
+    (which asks for its client port) must not get the same number twice."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _issued:
+            _issued.add(port)
+            return port
 
 
 def nats_server_bin() -> str | None:
